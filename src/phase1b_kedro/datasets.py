@@ -1,0 +1,100 @@
+"""Catalog datasets for record files.
+
+kedro-datasets' ``pandas.JSONDataset`` reads JSONL, but a DataFrame is lossy for these
+records: absent keys become NaN, ``null`` scores become floats, nested ``messages``/``meta``
+round-trip as objects and id strings that look numeric are re-typed. The stages pass lists
+of plain dicts, so these two small datasets keep the file format (one JSON object per line)
+exactly, and the raw input is handed over as bytes so that the sampling stage can quarantine
+bad lines (invalid UTF-8, malformed JSON, truncated last line) with their line numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+from kedro.io import AbstractDataset, DatasetError
+
+
+class RawBytesDataset(AbstractDataset[None, bytes]):
+    """Read-only: loads a file's bytes unchanged. Missing or empty files are clear errors."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        """Args:
+        filepath: Local path of the file.
+        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+        """
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def load(self) -> bytes:
+        """Return the file's bytes; raise ``DatasetError`` if missing or empty."""
+        path = Path(self._filepath)
+        if not path.is_file():
+            raise DatasetError(f"Input file not found: {path} (set raw_prompts.filepath in the catalog)")
+        data = path.read_bytes()
+        if not data.strip():
+            raise DatasetError(f"Input file is empty: {path}")
+        return data
+
+    def save(self, data: None) -> None:
+        """Raw input is read-only."""
+        raise DatasetError(f"{self._filepath} is a read-only input")
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class JSONLinesDataset(AbstractDataset[list[dict], list[dict]]):
+    """A list of dicts stored as JSON Lines (UTF-8, one object per line, atomic save)."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        """Args:
+        filepath: Local path of the ``.jsonl`` file.
+        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+        """
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def load(self) -> list[dict]:
+        """Parse every non-blank line; a malformed line is an error naming its number."""
+        path = Path(self._filepath)
+        if not path.is_file():
+            raise DatasetError(f"File not found: {path}")
+        records = []
+        with path.open("rb") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    raise DatasetError(f"{path}:{lineno}: malformed JSON ({exc})") from exc
+        return records
+
+    def save(self, data: list[dict]) -> None:
+        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        path = Path(self._filepath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for record in data:
+                    fh.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS))
+                    fh.write(b"\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -1,0 +1,68 @@
+"""Run hooks: per-node duration and memory, and an end-of-run summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psutil
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Node
+
+logger = logging.getLogger(__name__)
+
+
+class RunSummaryHooks:
+    """Log how long each node took, the process's resident memory, and what was written."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self._durations: dict[str, float] = {}
+        self._run_start = 0.0
+        self._outputs: list[str] = []
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        """Reset the per-run state."""
+        self._run_start = time.perf_counter()
+        self._durations.clear()
+        self._outputs.clear()
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        """Remember when the node started."""
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Node, outputs: dict[str, Any]) -> None:
+        """Log the node's wall time and the process's current/peak resident memory."""
+        took = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        self._durations[node.name] = took
+        self._outputs.extend(outputs)
+        mem = psutil.Process().memory_info()
+        peak = getattr(mem, "peak_wset", None) or _peak_rss_bytes()
+        logger.info(
+            "node %s took %.2fs (rss %.0f MiB, peak %.0f MiB)",
+            node.name, took, mem.rss / 2**20, peak / 2**20,
+        )
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        """Print a short summary of the run."""
+        total = time.perf_counter() - self._run_start
+        slowest = sorted(self._durations.items(), key=lambda kv: -kv[1])[:3]
+        logger.info(
+            "run finished in %.1fs: %d nodes, %d datasets written; slowest: %s",
+            total, len(self._durations), len(self._outputs),
+            ", ".join(f"{n} {t:.1f}s" for n, t in slowest) or "-",
+        )
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process in bytes (Linux/macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

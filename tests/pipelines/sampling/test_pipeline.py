@@ -1,0 +1,147 @@
+"""Sampling: bad input, de-duplication, allocation, determinism and the pipeline run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from kedro.io import DataCatalog, DatasetError
+from kedro.runner import SequentialRunner
+
+from phase1b_kedro import sampling as sampling_mod
+from phase1b_kedro.datasets import RawBytesDataset
+from phase1b_kedro.pipelines.sampling import create_pipeline
+from phase1b_kedro.sampling import BadRecordError, allocate, deduplicate, index_frame, scan_input, stratified_sample
+
+
+def jsonl(*objs) -> bytes:
+    return b"".join(json.dumps(o).encode() + b"\n" for o in objs)
+
+
+def run_pipeline(data: bytes, params: dict) -> dict:
+    catalog = DataCatalog()
+    catalog["raw_prompts"] = data
+    catalog["params:sampling"] = params
+    for name in ("test_dataset", "test_dataset_stats", "rejected_records"):
+        catalog[name] = None  # placeholders so the runner returns them
+    SequentialRunner().run(create_pipeline(), catalog)
+    return {name: catalog.load(name) for name in ("test_dataset", "test_dataset_stats", "rejected_records")}
+
+
+def records_for(category: str, n: int, start: int = 0) -> list[dict]:
+    return [{"id": f"{category}-{i}", "category": category, "prompt": f"{category} prompt {i}", "response": f"r{i}"}
+            for i in range(start, start + n)]
+
+
+def test_bad_lines_are_quarantined_with_line_and_reason(sampling_params):
+    good = {"prompt": "What is 2+2?", "response": "4"}
+    data = (
+        b"\xef\xbb\xbf" + json.dumps(good).encode() + b"\r\n"      # 1 BOM + CRLF: fine
+        + b"{not json}\n"                                           # 2 malformed
+        + b"[1, 2, 3]\n"                                            # 3 not an object
+        + b"\n"                                                     # blank: not a record
+        + b'{"prompt": "   ", "response": "x"}\n'                   # 5 empty prompt
+        + b'{"prompt": "caf\xe9", "response": "x"}\n'               # 6 invalid UTF-8
+        + b'{"foo": "bar"}\n'                                       # 7 unknown format
+        + b'{"prompt": "Name a colour", "response": "red"}\n'       # 8 fine
+        + b'{"prompt": "trunc'                                      # 9 truncated last line
+    )
+    out = run_pipeline(data, sampling_params)
+    rejected = {r["line"]: r["reason"] for r in out["rejected_records"]}
+    assert rejected == {2: "malformed_json", 3: "not_an_object", 5: "empty_prompt", 6: "invalid_utf8",
+                        7: "unknown_format", 9: "truncated_last_line"}
+    stats = out["test_dataset_stats"]
+    assert stats["records_read"] == 8 and stats["blank_lines"] == 1
+    assert stats["accepted"] == 2 and stats["rejected"] == 6
+    assert stats["records_read"] == stats["accepted"] + stats["rejected"]
+    assert sorted(r["meta"]["line"] for r in out["test_dataset"]) == [1, 8]
+    assert all(r["raw_preview"] for r in out["rejected_records"])
+
+
+def test_fail_policy_stops_naming_the_line(sampling_params):
+    data = jsonl({"prompt": "a", "response": "b"}) + b"{oops\n"
+    with pytest.raises(BadRecordError, match="line 2: malformed_json"):
+        scan_input(data, {**sampling_params, "on_bad_record": "fail"})
+
+
+def test_missing_and_empty_files_are_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        RawBytesDataset(str(tmp_path / "nope.jsonl")).load()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\n \n")
+    with pytest.raises(DatasetError, match="empty"):
+        RawBytesDataset(str(empty)).load()
+
+
+def test_duplicates_and_reused_ids_are_rejected(sampling_params):
+    data = jsonl(
+        {"id": "a", "prompt": "P1", "response": "R1"},
+        {"id": "b", "prompt": "P1", "response": "R1"},   # same content: duplicate
+        {"id": "a", "prompt": "P2", "response": "R2"},   # same id, other content
+        {"prompt": "P3", "response": "R3"},
+        {"prompt": "P3", "response": "R3"},              # hash ids: duplicate
+    )
+    unique, rejected = deduplicate(index_frame(scan_input(data, sampling_params).index))
+    assert unique["line"].tolist() == [1, 4]
+    assert [(r["line"], r["reason"]) for r in rejected] == [(2, "duplicate"), (3, "duplicate_id"), (5, "duplicate")]
+    assert "id a" in rejected[0]["detail"]
+
+
+def test_allocation_proportional_with_minimum_and_caps():
+    pop = {"math": 800, "code": 150, "creative": 5, "qa": 45, "other": 0, "reasoning": 0}
+    alloc = allocate(pop, 100, 10)
+    assert sum(alloc.values()) == 100
+    assert alloc["creative"] == 5            # all it has (below the minimum)
+    assert alloc["qa"] >= 10                 # minimum honoured
+    assert alloc["other"] == 0 and alloc["reasoning"] == 0
+    assert alloc["math"] > alloc["code"] > alloc["qa"]
+    # the remainder follows the population: math/code ≈ 800/150
+    # the unconstrained categories share the rest in proportion: math/code ≈ 800/150
+    assert abs(alloc["math"] / alloc["code"] - 800 / 150) < 0.3
+
+
+def test_allocation_caps_at_population_and_shrinks_minimums():
+    assert allocate({"math": 3, "code": 2}, 100, 10) == {"math": 3, "code": 2}
+    alloc = allocate({"math": 50, "code": 50, "qa": 50}, 6, 10)
+    assert alloc == {"math": 2, "code": 2, "qa": 2}
+
+
+def test_stratified_sample_is_deterministic_and_seed_dependent(sampling_params):
+    data = jsonl(*(records_for("math", 300) + records_for("code", 60) + records_for("creative", 4)))
+    index = index_frame(scan_input(data, sampling_params).index)
+    a, alloc = stratified_sample(index, 50, 5, seed=1)
+    b, _ = stratified_sample(index, 50, 5, seed=1)
+    c, _ = stratified_sample(index, 50, 5, seed=2)
+    assert a["line"].tolist() == b["line"].tolist()
+    assert a["line"].tolist() != c["line"].tolist()
+    assert Counter(a["category"]) == {"math": alloc["math"], "code": alloc["code"], "creative": 4}
+    assert len(a) == 50
+
+
+def test_parallel_scan_equals_serial(sampling_params, monkeypatch):
+    objs = records_for("math", 700) + records_for("qa", 300)
+    data = jsonl(*objs) + b"{broken\n"
+    serial = scan_input(data, {**sampling_params, "scan_workers": 1})
+    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_LINES", 100)
+    parallel = scan_input(data, {**sampling_params, "scan_workers": 2})
+    assert index_frame(parallel.index).equals(index_frame(serial.index))
+    assert parallel.rejected == serial.rejected and len(serial.rejected) == 1
+
+
+def test_pipeline_on_bundled_file(sampling_params, project_root):
+    data = (project_root / "data" / "01_raw" / "prompts.jsonl").read_bytes()
+    out = run_pipeline(data, sampling_params)
+    stats, records = out["test_dataset_stats"], out["test_dataset"]
+    assert len(records) == stats["sampled"] == sampling_params["num_samples"]
+    assert all(stats["sample"][c] >= sampling_params["min_per_category"] for c in stats["sample"])
+    assert stats["records_read"] == stats["accepted"] + stats["rejected"]
+    assert set(stats["formats"]) == {"alpaca", "evals", "prompt_response", "sharegpt"}
+    assert stats["category_source"]["population"]["field"] > 0 and stats["category_source"]["population"]["inferred"] > 0
+    ids = [r["id"] for r in records]
+    assert len(set(ids)) == len(ids)
+    for rec in records:
+        assert set(rec) == {"id", "category", "messages", "prompt", "reference", "source", "meta"}
+        assert rec["messages"] and rec["messages"][-1]["role"] != "assistant"
+        assert rec["prompt"].strip() and rec["reference"].strip()
+    assert run_pipeline(data, sampling_params)["test_dataset"] == records
