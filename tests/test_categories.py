@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from phase1b_kedro.categories import CategoryClassifier, classification_text
+from phase1b_kedro.categories import CategoryClassifier
 from phase1b_kedro.records import FieldConfig, normalise
 
 
@@ -19,12 +19,12 @@ def classifier(sampling_params) -> CategoryClassifier:
 @pytest.mark.parametrize(("field", "expected"), [("coding", "code"), ("Math", "math"), (" creative_writing ", "creative"),
                                                  ("qa", "qa"), ("logic", "reasoning")])
 def test_field_categories_map_through_aliases(classifier, field, expected):
-    decision = classifier.decide(field, "irrelevant text")
+    decision = classifier.decide(field, [], "irrelevant text")
     assert (decision.category, decision.source) == (expected, "field")
 
 
 def test_unknown_field_value_falls_back_to_inference(classifier):
-    decision = classifier.decide("astrology", "Write a haiku about the moon.")
+    decision = classifier.decide("astrology", [], "Write a haiku about the moon.")
     assert (decision.category, decision.source) == ("creative", "inferred")
 
 
@@ -45,21 +45,32 @@ def test_rules_infer_categories(classifier, text, expected):
     decision = classifier.infer(text)
     assert decision.category == expected
     assert decision.source == "inferred"
-    assert bool(decision.rules) == (expected != "other" or "food" in text)
+    assert bool(decision.rules) == (text != "Hello there")
 
 
 def test_ties_go_to_the_category_listed_first():
-    clf = CategoryClassifier({"math": [r"\bsum\b"], "code": [r"\bsum\b"]})
+    clf = CategoryClassifier({"math": {"keywords": ["sum"]}, "code": {"phrases": ["sum "]}})
     assert clf.infer("sum it").category == "math"
-    clf = CategoryClassifier({"code": [r"\bsum\b"], "math": [r"\bsum\b"]})
+    clf = CategoryClassifier({"code": {"patterns": [r"\bsum\b"]}, "math": {"keywords": ["sum"]}})
     assert clf.infer("sum it").category == "code"
+    assert clf.infer("summary").category == "other"  # keywords are whole words
+
+
+def test_system_turn_counts_and_decision_lists_rules(classifier):
+    messages = [{"role": "system", "content": "You are MathGPT. Calculate precisely."},
+                {"role": "user", "content": "[[1, 2], [3, 4]]"}]
+    decision = classifier.decide(None, messages, "[[1, 2], [3, 4]]")
+    assert decision.category == "math"
+    assert set(decision.rules) >= {"mathgpt", "calculate"}
 
 
 def test_bad_configuration_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown categories"):
-        CategoryClassifier({"poetry": ["x"]})
+        CategoryClassifier({"poetry": {"keywords": ["x"]}})
     with pytest.raises(ValueError, match="not a valid regex"):
-        CategoryClassifier({"math": ["("]})
+        CategoryClassifier({"math": {"patterns": ["("]}})
+    with pytest.raises(ValueError, match="unknown keys"):
+        CategoryClassifier({"math": {"regexes": ["x"]}})
     with pytest.raises(ValueError, match="aliases"):
         CategoryClassifier({}, {"x": "nonsense"})
 
@@ -76,7 +87,7 @@ def test_classifier_agrees_with_source_datasets_on_bundled_file(classifier, proj
         if rec.source_category is not None:
             continue
         total += 1
-        agree += classifier.infer(classification_text(rec.messages, rec.prompt)).category == EXPECTED_CATEGORY[obj["source"]]
+        agree += classifier.decide(None, rec.messages, rec.prompt).category == EXPECTED_CATEGORY[obj["source"]]
     assert total > 2000
     # 0.9: the rules are keyword-based; the misses are passages whose wording overlaps
     # another category (numbers in event logs, "which" questions about morals).

@@ -1,10 +1,19 @@
 """Deciding a record's category: from a source field (through an alias map) or inferred.
 
-The inference is a transparent rule-based classifier: each category has a list of regular
-expressions (``sampling.category_rules`` in ``conf/base/parameters_sampling.yml``). A record
-scores one point per rule that matches its text; the highest score wins, ties go to the
-category listed first, and a record that matches nothing is ``other``. The matched rules
-are kept on the record (``meta.category_rules``) so every decision can be audited.
+The inference is a transparent rule-based classifier configured in
+``conf/base/parameters_sampling.yml`` (``sampling.category_rules``). Each category has
+
+- ``keywords``: whole words (case-insensitive),
+- ``phrases``: substrings (case-insensitive), for multi-word cues and symbols,
+- ``patterns``: Python regular expressions, for the few cues words cannot express.
+
+A record scores one point per keyword, phrase or pattern of a category found in its text;
+the highest score wins, ties go to the category listed first, and a record that matches
+nothing is ``other``. The matched rules are kept on the record (``meta.category_rules``).
+
+Only the start of the system turn and of the prompt are read (the task is stated early,
+and long passages would otherwise dominate the cost); system turns repeat across records
+of one source, so their matches are cached.
 """
 
 from __future__ import annotations
@@ -12,13 +21,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from phase1b_kedro.records import CATEGORIES
 
-#: Only the start of the text is classified: the task type is stated early, and long
-#: passages (reading comprehension, code listings) would otherwise dominate the cost.
-CLASSIFY_CHARS = 1200
+#: Characters of the prompt (last user turn) and of the system turns that the rules read.
+PROMPT_CHARS = 800
 SYSTEM_CHARS = 600
+_WORD = re.compile(r"[a-z0-9_]+")
+_RULE_KINDS = ("keywords", "phrases", "patterns")
 
 
 @dataclass(frozen=True)
@@ -33,12 +45,15 @@ class CategoryDecision:
 class CategoryClassifier:
     """Maps source categories through aliases, or infers one from keyword/pattern rules."""
 
-    def __init__(self, rules: Mapping[str, Sequence[str]], aliases: Mapping[str, str] | None = None,
-                 classify_chars: int = CLASSIFY_CHARS) -> None:
+    def __init__(self, rules: Mapping[str, Mapping[str, Sequence[str]]],
+                 aliases: Mapping[str, str] | None = None) -> None:
         """Args:
-        rules: ``{category: [regex, ...]}``, in priority order (ties go to the earlier one).
+        rules: ``{category: {keywords: [...], phrases: [...], patterns: [...]}}`` in priority
+            order (ties go to the earlier category).
         aliases: Source category names (case-insensitive) → one of the six categories.
-        classify_chars: How much of the text the rules look at.
+
+        Raises:
+            ValueError: For unknown categories or rule kinds, or an invalid regex.
         """
         unknown = set(rules) - set(CATEGORIES)
         if unknown:
@@ -48,45 +63,60 @@ class CategoryClassifier:
             raise ValueError(f"category_aliases map to unknown categories: {bad_alias}")
         self._aliases = {str(k).strip().lower(): v for k, v in (aliases or {}).items()}
         self._aliases.update({c: c for c in CATEGORIES})
-        self._order = list(rules)
-        self._group_to_rule: dict[str, tuple[str, str]] = {}
-        parts = []
-        for cat, patterns in rules.items():
-            for i, pattern in enumerate(patterns):
+        self._order = {cat: i for i, cat in enumerate(rules)}
+        self._keywords: dict[str, list[str]] = {}
+        self._phrases: list[tuple[str, str]] = []
+        self._patterns: list[tuple[str, re.Pattern[str], str]] = []
+        for cat, spec in rules.items():
+            extra = set(spec or {}) - set(_RULE_KINDS)
+            if extra:
+                raise ValueError(f"category_rules.{cat} has unknown keys {sorted(extra)}; use {_RULE_KINDS}")
+            for word in (spec or {}).get("keywords") or []:
+                self._keywords.setdefault(str(word).lower(), []).append(cat)
+            for phrase in (spec or {}).get("phrases") or []:
+                self._phrases.append((cat, str(phrase).lower()))
+            for i, pattern in enumerate((spec or {}).get("patterns") or []):
                 try:
-                    re.compile(pattern)
+                    compiled = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
                 except re.error as exc:
-                    raise ValueError(f"category_rules.{cat}[{i}] is not a valid regex: {exc}") from exc
-                group = f"{cat}_{i}"
-                self._group_to_rule[group] = (cat, pattern)
-                parts.append(f"(?P<{group}>{pattern})")
-        self._regex = re.compile("|".join(parts), re.IGNORECASE | re.MULTILINE) if parts else None
-        self._chars = classify_chars
+                    raise ValueError(f"category_rules.{cat}.patterns[{i}] is not a valid regex: {exc}") from exc
+                self._patterns.append((cat, compiled, pattern))
+        self._system_hits = lru_cache(maxsize=4096)(self._hits)
 
-    def decide(self, source_category: str | None, text: str) -> CategoryDecision:
+    def decide(self, source_category: str | None, messages: Sequence[Mapping[str, str]],
+               prompt: str) -> CategoryDecision:
         """Category from the source field when it maps to one of the six, else inferred."""
         if source_category is not None:
             mapped = self._aliases.get(source_category.strip().lower())
             if mapped is not None:
                 return CategoryDecision(mapped, "field")
-        return self.infer(text)
+        system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+        return self._choose(self._system_hits(system[:SYSTEM_CHARS]) | self._hits(prompt[:PROMPT_CHARS]))
 
     def infer(self, text: str) -> CategoryDecision:
-        """Apply the rules to the start of ``text``."""
-        if self._regex is None:
-            return CategoryDecision("other", "inferred")
-        hits: dict[str, set[str]] = {}
-        for match in self._regex.finditer(text[: self._chars + SYSTEM_CHARS + 1]):
-            cat, pattern = self._group_to_rule[match.lastgroup]
-            hits.setdefault(cat, set()).add(pattern)
+        """Apply the rules to ``text`` (its first ``PROMPT_CHARS`` characters)."""
+        return self._choose(self._hits(text[:PROMPT_CHARS]))
+
+    def _hits(self, text: str) -> frozenset[tuple[str, str]]:
+        """Every (category, rule) that matches ``text``."""
+        if not text:
+            return frozenset()
+        lowered = text.lower()
+        hits = {(cat, w) for w in set(_WORD.findall(lowered)) for cat in self._keywords.get(w, ())}
+        hits.update((cat, p) for cat, p in self._phrases if p in lowered)
+        hits.update((cat, src) for cat, rx, src in self._patterns if rx.search(text))
+        return frozenset(hits)
+
+    def _choose(self, hits: frozenset[tuple[str, str]]) -> CategoryDecision:
         if not hits:
             return CategoryDecision("other", "inferred")
-        best = max(self._order, key=lambda c: (len(hits.get(c, ())), -self._order.index(c)))
-        return CategoryDecision(best, "inferred", tuple(sorted(hits[best])))
+        score: dict[str, int] = {}
+        for cat, _ in hits:
+            score[cat] = score.get(cat, 0) + 1
+        best = min(score, key=lambda c: (-score[c], self._order[c]))
+        return CategoryDecision(best, "inferred", tuple(sorted(r for c, r in hits if c == best)))
 
 
-def classification_text(messages: Sequence[Mapping[str, str]], prompt: str) -> str:
-    """The text the rules see: the start of the system turns (where evals-style data states
-    the task) followed by the start of the prompt (the last user turn)."""
-    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
-    return f"{system[:SYSTEM_CHARS]}\n{prompt[:CLASSIFY_CHARS]}"
+def classifier_from_params(params: Mapping[str, Any]) -> CategoryClassifier:
+    """Build the classifier from the ``sampling`` parameter group."""
+    return CategoryClassifier(params.get("category_rules") or {}, params.get("category_aliases") or {})

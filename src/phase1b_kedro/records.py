@@ -78,9 +78,11 @@ class Normalised:
     source_category: str | None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    key: str = ""
+
     def content_key(self) -> str:
         """Hash of (conversation, reference): equal keys are exact duplicates."""
-        return content_hash(self.messages, self.reference)
+        return self.key or content_hash(self.messages, self.reference)
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,9 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
         return Rejection("wrong_type", f"id must be a string or integer, got {type(raw_id).__name__}")
     rec_id = str(raw_id).strip() if raw_id is not None else ""
     from_source = bool(rec_id)
+    key = content_hash(messages, reference)
     if not from_source:
-        rec_id = "h-" + content_hash(messages, reference)
+        rec_id = "h-" + key
 
     source = obj.get(cfg.source_field)
     cat = _first_present(obj, cfg.category_fields)
@@ -172,6 +175,7 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
         source=source if isinstance(source, str) and source else None,
         source_category=cat.strip() if isinstance(cat, str) and cat.strip() else None,
         meta=meta,
+        key=key,
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from phase1b_kedro.categories import CategoryClassifier, classification_text
+from phase1b_kedro.categories import classifier_from_params
 from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise
 
 logger = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ class Scanner:
         self.policy = params.get("on_bad_record", "quarantine")
         if self.policy not in ("quarantine", "fail"):
             raise ValueError(f"sampling.on_bad_record must be quarantine or fail, got {self.policy!r}")
-        self.classifier = CategoryClassifier(params.get("category_rules") or {},
-                                             params.get("category_aliases") or {})
+        self.classifier = classifier_from_params(params)
 
     def record(self, raw: bytes, lineno: int, is_last: bool) -> Normalised | Rejection:
         """Parse and normalise one line."""
@@ -148,7 +147,7 @@ class Scanner:
                     raise BadRecordError(f"input line {lineno}: {rec.reason}: {rec.detail}")
                 rejected.append(rejection_record(lineno, rec, raw))
                 continue
-            decision = decide(rec.source_category, classification_text(rec.messages, rec.prompt))
+            decision = decide(rec.source_category, rec.messages, rec.prompt)
             index.line.append(lineno)
             index.id.append(rec.id)
             index.id_from_source.append(rec.id_from_source)
@@ -321,7 +320,7 @@ def build_records(lines: Sequence[bytes], line_numbers: Sequence[int], params: M
         lineno = int(lineno)
         rec = scanner.record(lines[lineno - 1], lineno, False)
         assert isinstance(rec, Normalised), f"line {lineno} was indexed but does not normalise"
-        decision = scanner.classifier.decide(rec.source_category, classification_text(rec.messages, rec.prompt))
+        decision = scanner.classifier.decide(rec.source_category, rec.messages, rec.prompt)
         meta = {
             **rec.meta,
             "line": lineno,
