@@ -61,7 +61,7 @@ def main() -> None:
     batched = client.generate(convs, config)
     t_batched = time.perf_counter() - t0
 
-    same = sum(a.text == b.text for a, b in zip(single, batched))
+    same = sum(a.text == b.text for a, b in zip(single, batched, strict=True))
     tok_s = sum(r.tokens_out for r in single)
     tok_b = sum(r.tokens_out for r in batched)
     print(f"one-at-a-time: {t_single:7.2f} s  {len(convs) / t_single:6.2f} examples/s  {tok_s / t_single:7.1f} tokens/s")

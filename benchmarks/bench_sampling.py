@@ -20,7 +20,6 @@ import argparse
 import gc
 import json
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from phase1b_kedro.pipelines.sampling.nodes import (  # noqa: E402
     sample_records,
     summarise_sampling,
 )
+from phase1b_kedro.resources import peak_rss_mib  # noqa: E402
 
 
 def generate(path: Path, n: int, seed: int = 0) -> None:
@@ -47,6 +47,7 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     base = [json.loads(line) for line in (ROOT / "data" / "01_raw" / "prompts.jsonl").open(encoding="utf-8")]
     cats = ["math", "code", "reasoning", "creative", "qa", "other"]
+    last = ""
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             if i and rng.random() < 0.02:
@@ -74,10 +75,6 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
                 rec.pop("category", None)
             last = json.dumps(rec, ensure_ascii=False) + "\n"
             fh.write(last)
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ours(data: bytes, params: dict) -> tuple[float, int]:

@@ -19,8 +19,8 @@ import orjson
 from kedro.io import AbstractDataset, DatasetError
 
 
-class RawBytesDataset(AbstractDataset[None, bytes]):
-    """Read-only: loads a file's bytes unchanged. Missing or empty files are clear errors."""
+class _LocalFileDataset(AbstractDataset):
+    """What both datasets share: one local file, and kedro-viz metadata."""
 
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
         """Args:
@@ -29,6 +29,16 @@ class RawBytesDataset(AbstractDataset[None, bytes]):
         """
         self._filepath = PurePosixPath(filepath)
         self.metadata = metadata
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class RawBytesDataset(_LocalFileDataset):
+    """Read-only: loads a file's bytes unchanged. Missing or empty files are clear errors."""
 
     def load(self) -> bytes:
         """Return the file's bytes; raise ``DatasetError`` if missing or empty."""
@@ -44,23 +54,9 @@ class RawBytesDataset(AbstractDataset[None, bytes]):
         """Raw input is read-only."""
         raise DatasetError(f"{self._filepath} is a read-only input")
 
-    def _exists(self) -> bool:
-        return Path(self._filepath).is_file()
 
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
-
-
-class JSONLinesDataset(AbstractDataset[list[dict], list[dict]]):
+class JSONLinesDataset(_LocalFileDataset):
     """A list of dicts stored as JSON Lines (UTF-8, one object per line, atomic save)."""
-
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        """Args:
-        filepath: Local path of the ``.jsonl`` file.
-        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
-        """
-        self._filepath = PurePosixPath(filepath)
-        self.metadata = metadata
 
     def load(self) -> list[dict]:
         """Parse every non-blank line; a malformed line is an error naming its number."""
@@ -92,9 +88,3 @@ class JSONLinesDataset(AbstractDataset[list[dict], list[dict]]):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-
-    def _exists(self) -> bool:
-        return Path(self._filepath).is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

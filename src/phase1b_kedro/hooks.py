@@ -10,6 +10,8 @@ import psutil
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node
 
+from phase1b_kedro.resources import peak_rss_mib
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,11 +42,9 @@ class RunSummaryHooks:
         took = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
         self._durations[node.name] = took
         self._outputs.extend(outputs)
-        mem = psutil.Process().memory_info()
-        peak = getattr(mem, "peak_wset", None) or _peak_rss_bytes()
         logger.info(
             "node %s took %.2fs (rss %.0f MiB, peak %.0f MiB)",
-            node.name, took, mem.rss / 2**20, peak / 2**20,
+            node.name, took, psutil.Process().memory_info().rss / 2**20, peak_rss_mib(),
         )
 
     @hook_impl
@@ -58,11 +58,3 @@ class RunSummaryHooks:
             ", ".join(f"{n} {t:.1f}s" for n, t in slowest) or "-",
         )
 
-
-def _peak_rss_bytes() -> int:
-    """Peak resident set size of this process in bytes (Linux/macOS)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024

@@ -76,13 +76,9 @@ class Normalised:
     format: str
     source: str | None
     source_category: str | None
+    #: Hash of (conversation, reference): equal keys are exact duplicates.
+    key: str
     meta: dict[str, Any] = field(default_factory=dict)
-
-    key: str = ""
-
-    def content_key(self) -> str:
-        """Hash of (conversation, reference): equal keys are exact duplicates."""
-        return self.key or content_hash(self.messages, self.reference)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
-def parse_line(raw: bytes, lineno: int, is_last: bool) -> Any | Rejection:
+def parse_line(raw: bytes, is_last: bool) -> Any | Rejection:
     """Decode one line to a JSON value, or say precisely why it cannot be."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
@@ -95,13 +95,13 @@ def parse_line(raw: bytes, lineno: int, is_last: bool) -> Any | Rejection:
         return Rejection("malformed_json", str(exc))
 
 
-def rejection_record(lineno: int, rej: Rejection, raw: bytes, rec_id: str | None = None) -> dict[str, Any]:
+def rejection_record(lineno: int, rej: Rejection, raw: bytes) -> dict[str, Any]:
     """The quarantined form of a bad line: where, why, and a preview of what it held."""
     return {
         "line": lineno,
         "reason": rej.reason,
         "detail": rej.detail,
-        "id": rec_id,
+        "id": None,  # a line that does not normalise has no trustworthy id
         "raw_preview": raw[:_RAW_PREVIEW].decode("utf-8", errors="replace"),
     }
 
@@ -122,9 +122,9 @@ class Scanner:
             raise ValueError(f"sampling.on_bad_record must be quarantine or fail, got {self.policy!r}")
         self.classifier = classifier_from_params(params)
 
-    def record(self, raw: bytes, lineno: int, is_last: bool) -> Normalised | Rejection:
+    def record(self, raw: bytes, is_last: bool) -> Normalised | Rejection:
         """Parse and normalise one line."""
-        obj = parse_line(raw, lineno, is_last)
+        obj = parse_line(raw, is_last)
         if isinstance(obj, Rejection):
             return obj
         return normalise(obj, self.cfg, self.forced_format)
@@ -141,7 +141,7 @@ class Scanner:
             if not raw.strip():
                 blanks += 1
                 continue
-            rec = self.record(raw, lineno, lineno == unterminated)
+            rec = self.record(raw, lineno == unterminated)
             if isinstance(rec, Rejection):
                 if self.policy == "fail":
                     raise BadRecordError(f"input line {lineno}: {rec.reason}: {rec.detail}")
@@ -151,7 +151,7 @@ class Scanner:
             index.line.append(lineno)
             index.id.append(rec.id)
             index.id_from_source.append(rec.id_from_source)
-            index.key.append(rec.content_key())
+            index.key.append(rec.key)
             index.category.append(decision.category)
             index.category_source.append(decision.source)
             index.format.append(rec.format)
@@ -318,7 +318,7 @@ def build_records(lines: Sequence[bytes], line_numbers: Sequence[int], params: M
     out = []
     for lineno in line_numbers:
         lineno = int(lineno)
-        rec = scanner.record(lines[lineno - 1], lineno, False)
+        rec = scanner.record(lines[lineno - 1], False)
         assert isinstance(rec, Normalised), f"line {lineno} was indexed but does not normalise"
         decision = scanner.classifier.decide(rec.source_category, rec.messages, rec.prompt)
         meta = {

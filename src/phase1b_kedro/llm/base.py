@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 Messages = Sequence[Mapping[str, str]]
@@ -48,7 +48,6 @@ class ChatResult:
     status: str = "ok"
     error: str | None = None
     truncated_input: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def failed(cls, error: str, latency_s: float = 0.0) -> ChatResult:

@@ -162,7 +162,7 @@ class TransformersClient:
         order = sorted(encoded, key=lambda i: (-len(encoded[i][0]), i))
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], config)):
+            for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], config), strict=True):
                 results[i] = res
             if progress is not None:
                 progress.update(len(batch))
@@ -198,7 +198,7 @@ class TransformersClient:
         took = time.perf_counter() - t0
         eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
         results = []
-        for row, (ids, truncated) in zip(out[:, width:].tolist(), items):
+        for row, (ids, truncated) in zip(out[:, width:].tolist(), items, strict=True):
             stop_at = next((k for k, t in enumerate(row) if t in eos), None)
             new = row if stop_at is None else row[:stop_at]
             results.append(ChatResult(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
-import psutil
 from tqdm.auto import tqdm
 
 from phase1b_kedro.checkpoint import JSONLCheckpoint, stable_key
 from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient, make_client
 from phase1b_kedro.records import content_hash
+from phase1b_kedro.resources import peak_rss_mib
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,9 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
                                  stable_key(identity, config.as_dict()))
     done = checkpoint.load()
 
-    def item_key(rec: dict) -> str:
-        return content_hash(rec["messages"], "")
-
-    pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != item_key(r)]
+    # Each prompt's hash: a checkpoint entry is reused only for an unchanged conversation.
+    prompt_key = {r["id"]: content_hash(r["messages"], "") for r in test_dataset}
+    pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != prompt_key[r["id"]]]
     resumed = len(test_dataset) - len(pending)
     if resumed:
         logger.info("resuming: %d of %d records already generated (%s)", resumed, len(test_dataset), checkpoint.path)
@@ -67,8 +67,8 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
             part = pending[start:start + chunk]
             results = client.generate([r["messages"] for r in part], config, progress=bar)
             info = client.describe()
-            entries = [{"id": r["id"], "key": item_key(r), "output": res.text,
-                        "generation": _generation_record(info, res)} for r, res in zip(part, results)]
+            entries = [{"id": r["id"], "key": prompt_key[r["id"]], "output": res.text,
+                        "generation": _generation_record(info, res)} for r, res in zip(part, results, strict=True)]
             checkpoint.append(entries)
             done.update({e["id"]: e for e in entries})
             logger.info("generation: %d/%d done", min(start + chunk, len(pending)), len(pending))
@@ -83,7 +83,7 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
         "records_out": len(outputs),
         "errored": sum(o["generation"]["status"] != "ok" for o in outputs),
         "truncated": sum(bool(o["generation"]["truncated"]) for o in outputs),
-        "finish_reasons": _count(o["generation"]["finish_reason"] for o in outputs),
+        "finish_reasons": dict(sorted(Counter(o["generation"]["finish_reason"] for o in outputs).items())),
         "resumed_from_checkpoint": resumed,
         "generated_this_run": len(pending),
         "wall_s": round(wall, 2),
@@ -94,24 +94,9 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
         "backend": info.get("backend"),
         "device": info.get("device"),
         "dtype": info.get("dtype"),
-        "peak_memory_mib": round(_peak_rss_mib(), 1),
+        "peak_memory_mib": round(peak_rss_mib(), 1),
         "parameters": {**config.as_dict(), "batch_size": params.get("batch_size")},
         "checkpoint": str(checkpoint.path),
     }
     return outputs, stats
 
-
-def _count(values) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return dict(sorted(out.items()))
-
-
-def _peak_rss_mib() -> float:
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss = psutil.Process().memory_info().rss
-    return max(peak / 2**20 if sys.platform == "darwin" else peak / 1024, rss / 2**20)
