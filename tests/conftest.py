@@ -31,3 +31,15 @@ def sampling_params() -> dict:
 def project_root() -> Path:
     """The repository root."""
     return PROJECT_ROOT
+
+
+@pytest.fixture
+def allow_local_http(monkeypatch):
+    """Let huggingface_hub's InferenceClient reach servers the tests start on 127.0.0.1.
+
+    The suite runs with HF_HUB_OFFLINE=1 so nothing can download from a hub; that flag
+    also blocks InferenceClient for every URL, so tests that talk to a local server lift it.
+    """
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False, raising=False)

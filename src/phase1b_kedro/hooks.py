@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -58,3 +59,29 @@ class RunSummaryHooks:
             ", ".join(f"{n} {t:.1f}s" for n, t in slowest) or "-",
         )
 
+
+
+class CredentialsHooks:
+    """Hand the judge's API token from ``conf/local/credentials.yml`` to the LLM clients.
+
+    ``hf: {token: ...}`` in the credentials file becomes the environment variable the
+    clients read (``HF_TOKEN`` unless ``judging.api_key_env`` / ``generation.api_key_env``
+    say otherwise), unless that variable is already set. The value is never logged.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Export the token, if the credentials file has one."""
+        try:
+            credentials = context.config_loader["credentials"]
+        except Exception:  # no credentials file: nothing to do
+            return
+        token = (credentials.get("hf") or {}).get("token") if isinstance(credentials, dict) else None
+        if not token:
+            return
+        params = context.config_loader["parameters"]
+        names = {(params.get(group) or {}).get("api_key_env") or "HF_TOKEN" for group in ("judging", "generation")}
+        for name in names:
+            if not os.environ.get(name):
+                os.environ[name] = str(token)
+                logger.info("judge token taken from credentials (hf.token) into $%s", name)

@@ -5,14 +5,18 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from phase1b_kedro.pipelines.judging.pipeline import create_threshold_pipeline
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
 
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects; ``__default__`` chains
-        every stage (Kedro resolves the order from the datasets they share).
+        every stage (Kedro resolves the order from the datasets they share); ``threshold``
+        re-applies the failure threshold to stored scores (zero judge calls).
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["threshold"] = create_threshold_pipeline()
     return pipelines

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader  # noqa: F401  (documented default)
 
-from phase1b_kedro.hooks import RunSummaryHooks
+from phase1b_kedro.hooks import CredentialsHooks, RunSummaryHooks
 
-HOOKS = (RunSummaryHooks(),)
+HOOKS = (RunSummaryHooks(), CredentialsHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 Messages = Sequence[Mapping[str, str]]
+#: Called as ``on_result(index, result)`` as soon as one conversation's answer is ready
+#: (from a worker thread for concurrent backends): lets callers checkpoint as they go.
+ResultCallback = Callable[[int, "ChatResult"], None]
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,12 @@ class LLMClient(Protocol):
     backend: str
 
     def generate(self, conversations: Sequence[Messages], config: GenerationConfig,
-                 progress: Any | None = None) -> list[ChatResult]:
-        """Answer each conversation once; never raises for one bad item (returns an error result)."""
+                 progress: Any | None = None, on_result: ResultCallback | None = None) -> list[ChatResult]:
+        """Answer each conversation once, results in input order.
+
+        Never raises for one bad item (returns an error result). ``progress`` (a tqdm bar)
+        is advanced per answer; ``on_result`` sees each answer as soon as it is ready.
+        """
         ...
 
     def describe(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages
+from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages, ResultCallback
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,12 @@ class OpenAICompatibleClient:
         api_key_env: Environment variable holding the token (read, never logged).
         max_wait_s: Cap on one wait between attempts.
         """
-        from huggingface_hub import InferenceClient
+        from huggingface_hub import InferenceClient, constants
 
+        if constants.HF_HUB_OFFLINE:
+            raise RuntimeError(
+                "HF_HUB_OFFLINE=1 (or TRANSFORMERS_OFFLINE=1) makes huggingface_hub refuse every HTTP request, including to "
+                f"base_url={base_url!r}: unset both for runs that call an inference server")
         self.name, self.base_url = model, base_url
         self.concurrency, self.max_retries = max(1, int(concurrency)), int(max_retries)
         token = os.environ.get(api_key_env) or None
@@ -143,16 +147,18 @@ class OpenAICompatibleClient:
         )
 
     def generate(self, conversations: Sequence[Messages], config: GenerationConfig,
-                 progress: Any | None = None) -> list[ChatResult]:
+                 progress: Any | None = None, on_result: ResultCallback | None = None) -> list[ChatResult]:
         """Answer every conversation, ``concurrency`` requests at a time, in input order."""
-        def one(messages: Messages) -> ChatResult:
+        def one(index: int, messages: Messages) -> ChatResult:
             if not any(m.get("content", "").strip() for m in messages):
                 res = ChatResult.failed("empty prompt")
             else:
                 res = self.chat(messages, config)
+            if on_result is not None:
+                on_result(index, res)
             if progress is not None:
                 progress.update(1)
             return res
 
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(one, conversations))
+            return list(pool.map(one, range(len(conversations)), conversations))

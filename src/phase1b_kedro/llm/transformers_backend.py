@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages
+from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages, ResultCallback
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class TransformersClient:
         return ids, False
 
     def generate(self, conversations: Sequence[Messages], config: GenerationConfig,
-                 progress: Any | None = None) -> list[ChatResult]:
+                 progress: Any | None = None, on_result: ResultCallback | None = None) -> list[ChatResult]:
         """Answer every conversation; length-sorted batches, one error result per failed item."""
         results: list[ChatResult | None] = [None] * len(conversations)
         encoded: dict[int, tuple[list[int], bool]] = {}
@@ -164,11 +164,17 @@ class TransformersClient:
             batch = order[start:start + self.batch_size]
             for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], config), strict=True):
                 results[i] = res
+                if on_result is not None:
+                    on_result(i, res)
             if progress is not None:
                 progress.update(len(batch))
         if progress is not None:
             progress.update(len(conversations) - len(order))
-        return [r if r is not None else ChatResult.failed("not generated") for r in results]
+        final = [r if r is not None else ChatResult.failed("not generated") for r in results]
+        if on_result is not None:
+            for i in set(range(len(conversations))) - set(order):
+                on_result(i, final[i])
+        return final
 
     def _generate_batch(self, items: list[tuple[list[int], bool]], config: GenerationConfig) -> list[ChatResult]:
         import torch

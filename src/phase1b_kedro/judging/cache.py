@@ -1,0 +1,85 @@
+"""SQLite verdict cache: one row per judged item, keyed by everything that determines it.
+
+The key (see :func:`phase1b_kedro.judging.llm_judge.LLMJudge.item_key`) hashes the judge
+model, endpoint, prompt-template hash, decoding parameters, the protocol (batch or single)
+and the item's content (prompt, reference, acceptable answers, output). Only valid verdicts
+are written, each as soon as its call returns, so a killed run resumes without re-sending
+any item that already has one; errors are never cached. WAL mode lets a reader open the
+file while a run writes it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verdicts (
+    key TEXT PRIMARY KEY,
+    score REAL NOT NULL,
+    rationale TEXT NOT NULL,
+    judge TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class VerdictCache:
+    """Thread-safe get/put of verdicts by key (``path=None``: an in-memory cache)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        """Args:
+        path: SQLite file (created with its folder); ``None`` keeps the cache in memory.
+        """
+        self.path = Path(path) if path else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+        if self.path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str]]:
+        """Cached ``(score, rationale)`` by key, for the keys that have one."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, tuple[float, str]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, score, rationale FROM verdicts WHERE key IN ({marks})", chunk)
+                found.update({k: (s, r) for k, s, r in rows})
+        return found
+
+    def put_many(self, rows: Iterable[tuple[str, float, str, str]]) -> None:
+        """Store ``(key, score, rationale, judge)`` rows in one transaction."""
+        now = time.time()
+        payload = [(k, float(s), r, j, now) for k, s, r, j in rows]
+        if not payload:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", payload)
+            self._db.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> VerdictCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,148 @@
+"""Judge strategies behind one entry point, :func:`score_records`.
+
+- ``verifiable``: deterministic checks; items no check is confident about are ``unjudged``.
+- ``similarity``: embedding cosine + token F1 + ROUGE-L (no API calls).
+- ``llm_batch`` / ``llm_single``: an LLM judge through the shared client interface.
+- ``hybrid``: ``verifiable`` where confident, else ``fallback`` (any of the three above).
+
+Before any strategy: a record whose generation failed is ``unjudged`` (the model never
+answered, which says nothing about its ability), and an empty answer scores 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from phase1b_kedro.judging import verifiable
+from phase1b_kedro.judging.cache import VerdictCache
+from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool, counters_summary
+from phase1b_kedro.judging.protocol import JudgeItem
+from phase1b_kedro.judging.similarity import SimilarityConfig, score_similarity
+from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.llm import LLMClient, make_client
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("verifiable", "similarity", "llm_batch", "llm_single", "hybrid")
+LLM_STRATEGIES = ("llm_batch", "llm_single")
+
+
+def judge_client_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``make_client`` parameters of the judge model (``judging`` group)."""
+    keys = ("backend", "model", "base_url", "concurrency", "max_retries", "timeout_s", "api_key_env",
+            "max_wait_s", "model_dir", "device", "dtype")
+    out = {k: params[k] for k in keys if params.get(k) is not None}
+    out["batch_size"] = params.get("calls_per_generate", 4)  # transformers: prompts per forward pass
+    return out
+
+
+def _to_item(record: Mapping[str, Any]) -> JudgeItem:
+    return JudgeItem(prompt=record.get("prompt") or "", reference=record.get("reference") or "",
+                     output=record.get("output") or "",
+                     acceptable=tuple(verifiable.acceptable_answers(record)))
+
+
+def _stratified(indices: Sequence[int], records: Sequence[Mapping[str, Any]], n: int, seed: int) -> list[int]:
+    """``n`` indices spread over categories in proportion to their size (seeded)."""
+    if n <= 0 or not indices:
+        return []
+    by_cat: dict[str, list[int]] = defaultdict(list)
+    for i in indices:
+        by_cat[records[i].get("category", "other")].append(i)
+    rng = random.Random(seed)
+    picked: list[int] = []
+    total = len(indices)
+    for cat in sorted(by_cat):
+        members = by_cat[cat]
+        take = min(len(members), max(1, round(n * len(members) / total)))
+        picked += rng.sample(members, take)
+    rng.shuffle(picked)
+    return sorted(picked[:n])
+
+
+def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                  client: LLMClient | None = None) -> tuple[list[Verdict], dict[str, Any]]:
+    """A verdict for every record with the configured strategy.
+
+    Args:
+        records: Model output records.
+        params: The ``judging`` parameter group.
+        client: A judge client to use instead of building one (tests).
+
+    Returns:
+        Verdicts in record order, and the run's counters (calls, cache hits, canaries,
+        agreement-sample scores by record index, wall time).
+    """
+    strategy = params.get("strategy", "hybrid")
+    fallback = params.get("fallback", "similarity")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"judging.strategy must be one of {STRATEGIES}, not {strategy!r}")
+    if strategy == "hybrid" and fallback not in ("similarity", *LLM_STRATEGIES):
+        raise ValueError(f"judging.fallback must be similarity, llm_batch or llm_single, not {fallback!r}")
+    t0 = time.perf_counter()
+    verdicts: list[Verdict | None] = [None] * len(records)
+    for i, record in enumerate(records):
+        generation = record.get("generation") or {}
+        if generation.get("status", "ok") != "ok":
+            verdicts[i] = Verdict.unjudged("generation", f"generation failed: {generation.get('error')}")
+        elif not (record.get("output") or "").strip():
+            verdicts[i] = Verdict(0.0, "verifiable", rule="empty_output", rationale="the model gave no answer")
+
+    todo = [i for i, v in enumerate(verdicts) if v is None]
+    if strategy in ("verifiable", "hybrid"):
+        config = verifiable.VerifiableConfig.from_params(params.get("verifiable"))
+        rest = []
+        for i in todo:
+            verdicts[i] = verifiable.check(records[i], config)
+            if verdicts[i] is None:
+                rest.append(i)
+        todo = rest
+    second = fallback if strategy == "hybrid" else strategy
+    stats: dict[str, Any] = {"strategy": strategy, "fallback": fallback if strategy == "hybrid" else None,
+                             "judge_model": None, "judge_endpoint": None, "llm": None, "agreement_scores": {}}
+    if strategy == "verifiable":
+        for i in todo:
+            verdicts[i] = Verdict.unjudged("verifiable", "no verifiable check applies to this reference")
+    elif second == "similarity":
+        sim = score_similarity([records[i] for i in todo], SimilarityConfig.from_params(params.get("similarity")))
+        for i, v in zip(todo, sim, strict=True):
+            verdicts[i] = v
+        stats["judge_model"] = SimilarityConfig.from_params(params.get("similarity")).model
+    elif todo:
+        stats.update(_llm(records, todo, verdicts, params, second, client))
+    stats["wall_s"] = round(time.perf_counter() - t0, 2)
+    return [v if v is not None else Verdict.unjudged("none", "not judged") for v in verdicts], stats
+
+
+def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
+         params: Mapping[str, Any], strategy: str, client: LLMClient | None) -> dict[str, Any]:
+    """Run the LLM judge on ``todo`` (and the agreement sample); fill ``verdicts``."""
+    config = LLMJudgeConfig.from_params(params)
+    client = client or make_client(judge_client_params(params))
+    with VerdictCache(params.get("cache_path")) as cache:
+        judge = LLMJudge(client, config, cache)
+        items = [_to_item(records[i]) for i in todo]
+        protocol = "batch" if strategy == "llm_batch" else "single"
+        pool = canary_pool([records[i] for i in todo], max(8, 2 * config.canaries), config.seed) \
+            if config.canaries > 0 and protocol == "batch" else []
+        for i, v in zip(todo, judge.judge(items, protocol, pool, desc=f"judging ({strategy})"), strict=True):
+            verdicts[i] = v
+        agreement: dict[int, float | None] = {}
+        n_agree = int(params.get("agreement_sample") or 0)
+        if n_agree > 0 and protocol == "batch":
+            judged = [i for i in todo if verdicts[i] is not None and verdicts[i].status == "ok"]
+            sample = _stratified(judged, records, n_agree, config.seed)
+            singles = judge.judge([_to_item(records[i]) for i in sample], "single", desc="agreement (single)")
+            agreement = {i: v.score for i, v in zip(sample, singles, strict=True)}
+        retries = getattr(client, "retries", None)
+    return {
+        "judge_model": client.describe().get("model"),
+        "judge_endpoint": client.describe().get("base_url"),
+        "llm": {**counters_summary(judge.counters), "transport_retries": retries},
+        "agreement_scores": {str(records[i]["id"]): s for i, s in agreement.items()},
+    }

@@ -1,0 +1,32 @@
+"""The verdict every judge strategy returns for one record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Verdict:
+    """A score in [0, 10] with where it came from, or ``unjudged`` with the reason.
+
+    ``source`` is ``verifiable``, ``similarity`` or ``llm``; ``rule`` names the check or
+    protocol step that produced it; ``details`` holds strategy-specific figures.
+    """
+
+    score: float | None
+    source: str
+    status: str = "ok"  # ok | unjudged
+    rationale: str = ""
+    reason: str | None = None
+    rule: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def unjudged(cls, source: str, reason: str, **details: Any) -> Verdict:
+        """No valid verdict could be obtained: neither pass nor fail."""
+        return cls(score=None, source=source, status="unjudged", reason=reason, details=dict(details))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for the record's ``judge`` field."""
+        return asdict(self)

@@ -1,0 +1,147 @@
+"""Judging nodes: score (the expensive part, cached), apply the threshold, summarise."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+from phase1b_kedro.judging.strategies import score_records
+from phase1b_kedro.llm import LLMClient
+from phase1b_kedro.records import CATEGORIES
+
+
+def score_outputs(model_outputs: list[dict], params: dict[str, Any],
+                  client: LLMClient | None = None) -> tuple[list[dict], dict]:
+    """Score every model output with the configured strategy; no threshold is applied here.
+
+    Args:
+        model_outputs: Records from the generation stage.
+        params: The ``judging`` parameter group.
+        client: A judge client to use instead of building one from ``params`` (tests).
+
+    Returns:
+        ``judge_scores`` (every input record plus ``score`` and ``judge``, in input order)
+        and ``judge_run_stats`` (calls, cache hits, canaries, agreement scores, wall time).
+    """
+    verdicts, stats = score_records(model_outputs, params, client)
+    agreement = stats.pop("agreement_scores", {}) or {}
+    scores = []
+    for record, verdict in zip(model_outputs, verdicts, strict=True):
+        judge = {"strategy": stats["strategy"], "model": stats["judge_model"], **verdict.as_dict()}
+        judge.pop("score")
+        if str(record["id"]) in agreement:
+            judge["single_call_score"] = agreement[str(record["id"])]
+        scores.append({**record, "score": verdict.score, "judge": judge})
+    stats["records_in"] = len(model_outputs)
+    stats["records_out"] = len(scores)
+    return scores, stats
+
+
+def apply_threshold(judge_scores: list[dict], failure_threshold: float) -> tuple[list[dict], list[dict]]:
+    """Mark each scored record passed (score >= threshold) or failed; unjudged stay ``None``.
+
+    Args:
+        judge_scores: Output of :func:`score_outputs`.
+        failure_threshold: A score below this fails.
+
+    Returns:
+        ``judged_results`` (every record with ``passed``) and ``failures`` (failed ones only).
+    """
+    threshold = float(failure_threshold)
+    if not 0 <= threshold <= 10:
+        raise ValueError(f"judging.failure_threshold must be within 0-10, got {failure_threshold!r}")
+    judged = [{**r, "passed": None if r["score"] is None else bool(r["score"] >= threshold)}
+              for r in judge_scores]
+    return judged, [r for r in judged if r["passed"] is False]
+
+
+def wilson_interval(failed: int, total: int) -> tuple[float, float] | None:
+    """Wilson 95% interval of a failure rate (``None`` when ``total`` is 0)."""
+    if total == 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(failed, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return round(float(ci.low), 4), round(float(ci.high), 4)
+
+
+def _agreement(judged_results: list[dict], threshold: float) -> dict[str, Any] | None:
+    """Pass/fail agreement and Cohen's kappa between batch and single-call verdicts."""
+    pairs = [(r["passed"], r["judge"]["single_call_score"] >= threshold) for r in judged_results
+             if r["judge"].get("single_call_score") is not None and r["passed"] is not None]
+    if not pairs:
+        return None
+    from sklearn.metrics import cohen_kappa_score
+
+    batch, single = zip(*pairs, strict=True)
+    kappa = cohen_kappa_score(batch, single) if len(set(batch) | set(single)) > 1 else float("nan")
+    return {
+        "items": len(pairs),
+        "agreement": round(sum(a == b for a, b in pairs) / len(pairs), 4),
+        "cohen_kappa": None if math.isnan(kappa) else round(float(kappa), 4),
+        "note": None if not math.isnan(kappa) else "kappa undefined: every verdict had the same label",
+    }
+
+
+def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params: dict[str, Any]) -> dict:
+    """Counts that reconcile, failure rates per category with Wilson intervals, judge health.
+
+    Args:
+        judged_results: Output of :func:`apply_threshold`.
+        judge_run_stats: Output of :func:`score_outputs`.
+        params: The ``judging`` parameter group.
+
+    Returns:
+        ``judge_summary``.
+
+    Raises:
+        ValueError: If the counts do not reconcile (a record was lost).
+    """
+    threshold = float(params["failure_threshold"])
+    status = Counter(r["judge"]["status"] for r in judged_results)
+    passed = sum(r["passed"] is True for r in judged_results)
+    failed = sum(r["passed"] is False for r in judged_results)
+    unjudged = sum(r["passed"] is None for r in judged_results)
+    if passed + failed + unjudged != len(judged_results) or judge_run_stats["records_in"] != len(judged_results):
+        raise ValueError("judging counts do not reconcile: records were lost")
+    per_cat: dict[str, Counter] = defaultdict(Counter)
+    for r in judged_results:
+        per_cat[r.get("category", "other")]["passed" if r["passed"] else "failed" if r["passed"] is False
+                                             else "unjudged"] += 1
+    categories = {}
+    for cat in [c for c in CATEGORIES if c in per_cat] + sorted(set(per_cat) - set(CATEGORIES)):
+        c = per_cat[cat]
+        judged_n = c["passed"] + c["failed"]
+        categories[cat] = {
+            "items": c["passed"] + c["failed"] + c["unjudged"], "passed": c["passed"], "failed": c["failed"],
+            "unjudged": c["unjudged"],
+            "failure_rate": round(c["failed"] / judged_n, 4) if judged_n else None,
+            "failure_rate_ci95": wilson_interval(c["failed"], judged_n),
+        }
+    judged_n = passed + failed
+    return {
+        "items_in": len(judged_results),
+        "judged": judged_n,
+        "unjudged": unjudged,
+        "unjudged_by_reason": dict(Counter(str(r["judge"].get("reason"))[:120] for r in judged_results
+                                           if r["passed"] is None).most_common()),
+        "passed": passed,
+        "failed": failed,
+        "failure_threshold": threshold,
+        "failure_rate": round(failed / judged_n, 4) if judged_n else None,
+        "failure_rate_ci95": wilson_interval(failed, judged_n),
+        "per_category": categories,
+        "verdicts_by_source": dict(Counter(r["judge"]["source"] for r in judged_results
+                                           if r["judge"]["status"] == "ok").most_common()),
+        "verdicts_by_rule": dict(Counter(r["judge"].get("rule") for r in judged_results
+                                         if r["judge"]["status"] == "ok").most_common()),
+        "status": dict(status),
+        "strategy": judge_run_stats.get("strategy"),
+        "fallback": judge_run_stats.get("fallback"),
+        "judge_model": judge_run_stats.get("judge_model"),
+        "judge_endpoint": judge_run_stats.get("judge_endpoint"),
+        "llm": judge_run_stats.get("llm"),
+        "agreement": _agreement(judged_results, threshold),
+        "scoring_wall_s": judge_run_stats.get("wall_s"),
+    }

@@ -1,0 +1,299 @@
+"""Judging pipeline: strategies, the batch protocol against a fault-injecting local server,
+retries, the verdict cache, canaries, agreement, and the threshold's own node."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from phase1b_kedro.pipelines.judging import create_pipeline
+from phase1b_kedro.pipelines.judging.nodes import apply_threshold, wilson_interval
+from phase1b_kedro.pipelines.judging.pipeline import create_threshold_pipeline
+from tests.conftest import load_params
+from tests.fake_judge_server import FakeJudge, Script, honest_score
+
+CATS = ["math", "code", "reasoning", "creative", "qa", "other"]
+
+
+def make_records(n: int = 12) -> list[dict]:
+    """Free-text references (nothing verifiable); every other output is the reference."""
+    out = []
+    for i in range(n):
+        reference = f"explanation number {i} about topic {CATS[i % 6]} in several plain words"
+        out.append({
+            "id": f"r{i}", "category": CATS[i % 6], "prompt": f"Explain thing {i}.",
+            "messages": [{"role": "user", "content": f"Explain thing {i}."}],
+            "reference": reference, "source": "test", "meta": {},
+            "output": reference if i % 2 == 0 else f"something unrelated {i}",
+            "generation": {"status": "ok", "error": None},
+        })
+    return out
+
+
+def llm_params(judge: FakeJudge, tmp_path, **overrides) -> dict:
+    params = load_params("judging")
+    params.update(strategy="llm_batch", backend="openai_compatible", model="judge-test", base_url=judge.base_url,
+                  batch_size=4, canaries=0, cache_path=str(tmp_path / "cache.sqlite"), concurrency=2,
+                  max_retries=3, max_wait_s=0.05, timeout_s=10)
+    params.update(overrides)
+    return params
+
+
+class Kept(MemoryDataset):
+    """A memory dataset the runner does not empty after its last reader (to inspect it)."""
+
+    def _release(self) -> None:
+        pass
+
+
+OUTPUTS = ("judge_scores", "judged_results", "failures", "judge_summary", "judge_run_stats")
+
+
+def run(records: list[dict], params: dict, pipeline=None) -> dict:
+    catalog = DataCatalog({name: Kept() for name in OUTPUTS})
+    catalog["model_outputs"] = records
+    catalog["params:judging"] = params
+    catalog["params:judging.failure_threshold"] = params["failure_threshold"]
+    SequentialRunner().run(pipeline or create_pipeline(), catalog)
+    return {name: catalog.load(name) for name in OUTPUTS}
+
+
+def honest(records):
+    return [honest_score({"reference": r["reference"], "output": r["output"]}) for r in records]
+
+
+def assert_reconciles(out: dict, n: int) -> None:
+    summary = out["judge_summary"]
+    assert summary["items_in"] == n == len(out["judged_results"])
+    assert summary["passed"] + summary["failed"] + summary["unjudged"] == n
+    assert [r["id"] for r in out["judged_results"]] == [f"r{i}" for i in range(n)]
+    for r in out["judged_results"]:
+        if r["judge"]["status"] == "unjudged":
+            assert r["score"] is None and r["passed"] is None and r["judge"]["reason"]
+
+
+# ---------------------------------------------------------------- no-API strategies
+def test_hybrid_default_offline_scores_everything():
+    records = make_records(6) + [
+        {**make_records(1)[0], "id": "num", "reference": "7473", "output": "The answer is 7,473."},
+        {**make_records(1)[0], "id": "bad", "reference": "7473", "output": "", "generation": {"status": "ok"}},
+        {**make_records(1)[0], "id": "err", "output": "", "generation": {"status": "error", "error": "HTTP 500"}},
+    ]
+    params = load_params("judging")
+    out = run(records, params)
+    by_id = {r["id"]: r for r in out["judged_results"]}
+    assert by_id["num"]["judge"]["source"] == "verifiable" and by_id["num"]["score"] == 10
+    assert by_id["bad"]["score"] == 0 and by_id["bad"]["judge"]["rule"] == "empty_output"
+    assert by_id["err"]["passed"] is None and "generation failed" in by_id["err"]["judge"]["reason"]
+    sims = [by_id[f"r{i}"] for i in range(6)]
+    assert all(r["judge"]["source"] == "similarity" for r in sims)
+    # an output equal to its reference scores 10; an unrelated one scores low
+    assert all(r["score"] == 10 for r in sims[::2]) and all(r["score"] < 4 for r in sims[1::2])
+    s = out["judge_summary"]
+    assert s["verdicts_by_source"] == {"similarity": 6, "verifiable": 2}
+    assert s["unjudged"] == 1 and s["passed"] + s["failed"] == 8
+
+
+def test_verifiable_alone_leaves_uncheckable_items_unjudged():
+    params = {**load_params("judging"), "strategy": "verifiable"}
+    out = run(make_records(4), params)
+    assert out["judge_summary"]["unjudged"] == 4
+    assert set(out["judge_summary"]["unjudged_by_reason"]) == {"no verifiable check applies to this reference"}
+
+
+def test_threshold_is_applied_after_scoring():
+    scores = [{"id": "a", "score": 6.5}, {"id": "b", "score": 7.0}, {"id": "c", "score": None}]
+    judged, failures = apply_threshold(scores, 7)
+    assert [r["passed"] for r in judged] == [False, True, None] and [r["id"] for r in failures] == ["a"]
+    judged, failures = apply_threshold(scores, 6)
+    assert [r["passed"] for r in judged] == [True, True, None] and failures == []
+    with pytest.raises(ValueError):
+        apply_threshold(scores, 11)
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(0, 0) is None
+
+
+# ---------------------------------------------------------------- LLM judge, scripted server
+def test_llm_batch_judges_every_item_in_few_calls(tmp_path, allow_local_http):
+    records = make_records(12)
+    with FakeJudge() as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=5))
+        assert len(judge.requests) == 3 and judge.items_sent == 12
+        body = judge.requests[0]["body"]
+        assert body["model"] == "judge-test" and body["temperature"] == 0
+    assert [r["score"] for r in out["judge_scores"]] == honest(records)
+    llm = out["judge_summary"]["llm"]
+    assert llm["calls"] == 3 and llm["items_per_call"] == 4.0 and llm["cache_hits"] == 0
+    assert out["judge_summary"]["failed"] == 6 and len(out["failures"]) == 6
+    assert_reconciles(out, 12)
+
+
+def _first_request_only(bad):
+    def reply(verdicts, items, n):
+        return bad(verdicts) if n == 1 else json.dumps(verdicts)
+    return reply
+
+
+FAULTS = {
+    "missing_item": lambda v: json.dumps(v[1:]),
+    "duplicate_id": lambda v: json.dumps(v + [{**v[0], "score": 1}]),
+    "unknown_id": lambda v: json.dumps([{**v[0], "id": "nope"}, *v[1:]]),
+    "score_out_of_range": lambda v: json.dumps([{**v[0], "score": 42}, *v[1:]]),
+    "non_numeric_score": lambda v: json.dumps([{**v[0], "score": "excellent"}, *v[1:]]),
+    "broken_json": lambda v: json.dumps(v)[: len(json.dumps(v)) // 2],
+    "not_json": lambda v: "I am sorry, I cannot grade these answers.",
+    "empty_body": lambda v: "",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_bad_replies_are_rejudged_until_every_item_has_a_verdict(fault, tmp_path, allow_local_http):
+    records = make_records(8)
+    with FakeJudge(Script(reply=_first_request_only(FAULTS[fault]))) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=4, concurrency=1))
+        requests = len(judge.requests)
+    assert [r["score"] for r in out["judge_scores"]] == honest(records)
+    llm = out["judge_summary"]["llm"]
+    assert llm["rejudged_items"] >= 1 and 3 <= requests <= 2 + 4   # 2 first-round calls + re-judging
+    assert_reconciles(out, 8)
+
+
+@pytest.mark.parametrize("wrapper", ["prose", "fence"])
+def test_wrapped_json_is_accepted_without_rejudging(wrapper, tmp_path, allow_local_http):
+    wrap = {"prose": lambda v, i, n: f"Sure! Here are the grades: {json.dumps(v)} Let me know.",
+            "fence": lambda v, i, n: f"```json\n{json.dumps(v, indent=1)}\n```"}[wrapper]
+    records = make_records(8)
+    with FakeJudge(Script(reply=wrap)) as judge:
+        out = run(records, llm_params(judge, tmp_path))
+        assert len(judge.requests) == 2
+    assert [r["score"] for r in out["judge_scores"]] == honest(records)
+    assert out["judge_summary"]["llm"]["rejudged_items"] == 0
+
+
+def test_a_judge_that_never_answers_properly_leaves_items_unjudged(tmp_path, allow_local_http):
+    records = make_records(4)
+    with FakeJudge(Script(reply=lambda v, i, n: "no idea")) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=4, single_attempts=2))
+        # 1 call of 4, 2 calls of 2, then 2 attempts x 4 single calls: bounded, never endless
+        assert len(judge.requests) == 1 + 2 + 8
+    assert out["judge_summary"]["unjudged"] == 4 and out["judge_summary"]["failed"] == 0
+    assert out["judge_summary"]["unjudged_by_reason"] == {"no JSON verdicts in reply": 4}
+    assert out["judge_summary"]["llm"]["parse_failure_rate"] == 1.0
+    assert_reconciles(out, 4)
+
+
+def test_http_429_and_5xx_are_retried_honouring_retry_after(tmp_path, allow_local_http):
+    records = make_records(4)
+    with FakeJudge(Script(http_errors=[429, 500, 503], retry_after="0")) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=4, max_retries=3))
+        assert len(judge.requests) == 4          # 3 refused + 1 answered
+    assert out["judge_summary"]["llm"]["transport_retries"] == 3
+    assert [r["score"] for r in out["judge_scores"]] == honest(records)
+
+
+def test_retries_are_bounded_and_failures_become_unjudged(tmp_path, allow_local_http):
+    records = make_records(2)
+    with FakeJudge(Script(http_errors=[500] * 100)) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=2, max_retries=1, single_attempts=1))
+        # call of 2 (2 attempts), then 2 single calls (2 attempts each)
+        assert len(judge.requests) == 2 + 4
+    assert out["judge_summary"]["unjudged"] == 2
+    assert all(r["judge"]["reason"].startswith("judge call failed: HTTP 500") for r in out["judged_results"])
+
+
+def test_interrupted_run_resumes_from_the_cache(tmp_path, allow_local_http):
+    records = make_records(8)
+    # First run: the server fails every request after the first (as if it went down).
+    with FakeJudge(Script(http_errors=[200] + [500] * 100)) as judge:
+        first = run(records, llm_params(judge, tmp_path, batch_size=4, concurrency=1, max_retries=0,
+                                        single_attempts=1))
+        judged_first = {r["id"] for r in first["judge_scores"] if r["judge"]["status"] == "ok"}
+        assert len(judged_first) == 4
+        # Second run, server healthy again (same endpoint): only the 4 unfinished items are sent.
+        judge.script, before = Script(), len(judge.requests)
+        second = run(records, llm_params(judge, tmp_path, batch_size=4, concurrency=1))
+        later = judge.requests[before:]
+        sent = {item["output"] for r in later for item in _items(r)}
+        assert len(later) == 1
+    assert sent == {r["output"] for r in records if r["id"] not in judged_first}
+    assert second["judge_summary"]["llm"]["cache_hits"] == 4
+    assert [r["score"] for r in second["judge_scores"]] == honest(records)
+
+
+def _items(request):
+    from tests.fake_judge_server import parse_items
+
+    return parse_items(request["body"]["messages"])
+
+
+def test_threshold_change_makes_zero_judge_calls(tmp_path, allow_local_http):
+    records = make_records(8)
+    with FakeJudge() as judge:
+        params = llm_params(judge, tmp_path)
+        first = run(records, params)
+        calls = len(judge.requests)
+        # the whole judging pipeline again with another threshold: every verdict from the cache
+        again = run(records, {**params, "failure_threshold": 1})
+        assert len(judge.requests) == calls
+        assert again["judge_summary"]["llm"]["cache_hits"] == 8 and again["judge_summary"]["failed"] == 0
+        # the threshold pipeline alone, from the stored scores
+        catalog = DataCatalog({name: Kept() for name in OUTPUTS})
+        catalog["judge_scores"] = first["judge_scores"]
+        catalog["judge_run_stats"] = first["judge_run_stats"]
+        catalog["params:judging"] = {**params, "failure_threshold": 3}
+        catalog["params:judging.failure_threshold"] = 3
+        SequentialRunner().run(create_threshold_pipeline(), catalog)
+        assert len(judge.requests) == calls
+    assert catalog.load("judge_summary")["failed"] == 4 and first["judge_summary"]["failed"] == 4
+    assert catalog.load("judge_summary")["failure_threshold"] == 3
+
+
+def test_changed_judge_never_reuses_cached_verdicts(tmp_path, allow_local_http):
+    records = make_records(4)
+    with FakeJudge() as judge:
+        run(records, llm_params(judge, tmp_path))
+        run(records, llm_params(judge, tmp_path, model="another-judge"))
+        run(records, llm_params(judge, tmp_path, temperature=0.5))
+        assert judge.items_sent == 12
+
+
+def test_canaries_catch_a_compromised_batch(tmp_path, allow_local_http):
+    """A judge that gives every item 10 in its first reply is caught by the fail canaries."""
+    def reply(verdicts, items, n):
+        return json.dumps([{**v, "score": 10} for v in verdicts]) if n == 1 else json.dumps(verdicts)
+
+    records = make_records(8)
+    with FakeJudge(Script(reply=reply)) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=8, canaries=2, concurrency=1))
+        first_items = _items(judge.requests[0])
+    assert len(first_items) == 10                      # 8 records + 2 canaries, indistinguishable
+    assert [r["score"] for r in out["judge_scores"]] == honest(records)   # nothing from the bad batch kept
+    llm = out["judge_summary"]["llm"]
+    assert llm["compromised_calls"] == 1 and llm["canaries_wrong"] >= 1
+    assert 0 < llm["canary_accuracy"] < 1
+    assert_reconciles(out, 8)
+
+
+def test_agreement_sample_reports_kappa(tmp_path, allow_local_http):
+    records = make_records(12)
+    with FakeJudge() as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=12, agreement_sample=6))
+        singles = [r for r in judge.requests if len(_items(r)) == 1]
+        assert len(singles) == 6
+    agreement = out["judge_summary"]["agreement"]
+    assert agreement["items"] == 6 and agreement["agreement"] == 1.0 and agreement["cohen_kappa"] == 1.0
+
+
+def test_hybrid_sends_only_what_verifiable_cannot_check(tmp_path, allow_local_http):
+    records = make_records(4) + [{**make_records(1)[0], "id": "num", "reference": "12", "output": "It is 12."}]
+    with FakeJudge() as judge:
+        out = run(records, llm_params(judge, tmp_path, strategy="hybrid", fallback="llm_batch"))
+        assert judge.items_sent == 4
+    assert out["judge_summary"]["verdicts_by_source"] == {"llm": 4, "verifiable": 1}

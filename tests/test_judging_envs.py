@@ -1,0 +1,133 @@
+"""The judging environments through a real Kedro session: judge_70b's requests (against a
+local server standing in for Hugging Face Inference), threshold_6, and local_server against
+a real llama.cpp server serving the bundled GGUF (started here, on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from phase1b_kedro.judging.protocol import response_schema
+from tests.fake_judge_server import FakeJudge, parse_items
+from tests.pipelines.judging.test_pipeline import make_records
+
+OUTPUTS = ("judge_scores.jsonl", "judged_results.jsonl", "failures.jsonl", "judge_summary.json")
+
+
+@pytest.fixture
+def tmp_project(tmp_path, project_root, monkeypatch):
+    """A copy of the project's configuration with stored model outputs, run from its root."""
+    shutil.copy(project_root / "pyproject.toml", tmp_path)
+    (tmp_path / "src").mkdir()  # the package itself is installed (pip install -e .)
+    shutil.copytree(project_root / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
+    (tmp_path / "conf" / "local").mkdir()
+    out = tmp_path / "data" / "07_model_output"
+    out.mkdir(parents=True)
+    records = make_records(6) + [{**make_records(1)[0], "id": "num", "reference": "12", "output": "It is 12."}]
+    (out / "model_outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.chdir(tmp_path)
+    bootstrap_project(tmp_path)
+    return tmp_path
+
+
+def run_judging(root: Path, env: str | None, params: dict | None = None) -> dict:
+    with KedroSession.create(project_path=root, env=env, runtime_params=params or {}) as session:
+        session.run(pipeline_names=["judging"])
+    folder = root / "data" / "07_model_output"
+    assert all((folder / name).is_file() for name in OUTPUTS)
+    return json.loads((folder / "judge_summary.json").read_text())
+
+
+def test_judge_70b_builds_hugging_face_requests(tmp_project, allow_local_http, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_marker_token")
+    with FakeJudge() as judge:
+        summary = run_judging(tmp_project, "judge_70b", {"judging": {"base_url": judge.base_url}})
+        bodies = [r["body"] for r in judge.requests]
+        headers = [r["headers"] for r in judge.requests]
+    assert {b["model"] for b in bodies} == {"meta-llama/Llama-3.3-70B-Instruct"}
+    # structured output: huggingface_hub sends json_schema to a base_url in TGI's form
+    # ({"type": "json_object", "value": schema}); providers behind the HF router get theirs.
+    schema = response_schema()
+    assert all(b["response_format"] in ({"type": "json_object", "value": schema},
+                                        {"type": "json_schema", "json_schema": {"name": "verdicts", "schema": schema,
+                                                                                "strict": True}})
+               for b in bodies)
+    assert all(h.get("authorization") == "Bearer hf_marker_token" for h in headers)
+    assert sum(len(parse_items(b["messages"])) for b in bodies) >= 6
+    assert summary["judge_model"] == "meta-llama/Llama-3.3-70B-Instruct"
+    assert summary["verdicts_by_source"] == {"llm": 6, "verifiable": 1}
+    assert summary["agreement"]["items"] == 6          # agreement_sample 50 > 6 items: all of them
+    assert summary["unjudged"] == 0
+
+
+def test_threshold_env_changes_only_the_threshold(tmp_project):
+    base = run_judging(tmp_project, None)
+    strict = run_judging(tmp_project, "threshold_6")
+    assert base["failure_threshold"] == 7 and strict["failure_threshold"] == 6
+    assert strict["strategy"] == base["strategy"] == "hybrid" and strict["judge_model"] == base["judge_model"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server on the bundled SmolLM2 GGUF, on 127.0.0.1."""
+    from phase1b_kedro.llm.transformers_backend import bundled_gguf_path
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf_path()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError("llama.cpp server exited at start") from None
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("llama.cpp server did not start in 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_local_server_env_with_a_real_llama_cpp_server(tmp_project, allow_local_http, llama_server):
+    params = {"judging": {"base_url": llama_server, "batch_size": 3, "tokens_per_item": 40, "canaries": 1,
+                          "single_attempts": 1}}
+    summary = run_judging(tmp_project, "local_server", params)
+    llm = summary["llm"]
+    # a real (tiny) judge: each item has a valid verdict or is unjudged with the reason
+    assert summary["items_in"] == 7 and summary["judged"] + summary["unjudged"] == 7
+    assert summary["verdicts_by_source"].get("verifiable") == 1
+    assert llm["calls"] >= 3 and llm["items_sent"] >= 6
+    scores = [json.loads(line) for line in (tmp_project / "data/07_model_output/judge_scores.jsonl").open()]
+    for r in scores:
+        if r["judge"]["status"] == "ok":
+            assert 0 <= r["score"] <= 10
+        else:
+            assert r["judge"]["reason"]
+    # the same run again: every valid verdict comes from the cache, no item with one is re-sent
+    again = run_judging(tmp_project, "local_server", params)
+    assert again["llm"]["cache_hits"] == summary["verdicts_by_source"].get("llm", 0)
