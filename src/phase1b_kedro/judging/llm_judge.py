@@ -161,15 +161,15 @@ class LLMJudge:
                 failed = self._run_round(calls, items, keys, verdicts, reasons, protocol, bar)
                 self.counters.rounds.append({"round": round_no, "batch_size": size, "calls": len(calls),
                                              "items": len(pending), "failed": len(failed)})
+                tried, pending = len(pending), failed
                 if size == 1:
                     attempts_single += 1
                     if attempts_single >= self.config.single_attempts:
-                        break
+                        break  # what is still pending becomes unjudged below
                 if failed:
                     self.counters.rejudged_items += len(failed)
                     logger.info("judge round %d: %d of %d items need another try (next batch size %d)",
-                                round_no, len(failed), len(pending), max(1, size // 2))
-                pending = failed
+                                round_no, len(failed), tried, max(1, size // 2))
                 size = max(1, size // 2)
         for i in pending:
             verdicts[i] = Verdict.unjudged("llm", reasons.get(i, "no valid verdict"),

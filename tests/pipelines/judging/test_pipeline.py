@@ -189,6 +189,18 @@ def test_a_judge_that_never_answers_properly_leaves_items_unjudged(tmp_path, all
     assert_reconciles(out, 4)
 
 
+def test_items_judged_in_the_last_round_keep_their_verdicts(tmp_path, allow_local_http):
+    """Batches always fail, single calls succeed: every item ends with its single-call verdict."""
+    def reply(verdicts, items, n):
+        return "garbage" if len(items) > 1 else json.dumps(verdicts)
+
+    records = make_records(6)
+    with FakeJudge(Script(reply=reply)) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=4, single_attempts=1))
+    assert [r["score"] for r in out["judge_scores"]] == honest(records)
+    assert out["judge_summary"]["unjudged"] == 0
+
+
 def test_http_429_and_5xx_are_retried_honouring_retry_after(tmp_path, allow_local_http):
     records = make_records(4)
     with FakeJudge(Script(http_errors=[429, 500, 503], retry_after="0")) as judge:
