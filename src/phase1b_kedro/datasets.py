@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import orjson
 from kedro.io import AbstractDataset, DatasetError
 
@@ -76,15 +77,45 @@ class JSONLinesDataset(_LocalFileDataset):
 
     def save(self, data: list[dict]) -> None:
         """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        def write(fh: Any) -> None:
+            for record in data:
+                fh.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS | OPT_NUMPY))
+                fh.write(b"\n")
+        _atomic_write(Path(self._filepath), write)
+
+
+OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(fh)`` on a temp file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class NpzDataset(_LocalFileDataset):
+    """A dict of numpy arrays (e.g. ``ids`` and ``vectors``) in one ``.npz`` file (atomic save).
+
+    Strings are stored as unicode arrays, never pickled objects, so loading needs no
+    ``allow_pickle``.
+    """
+
+    def load(self) -> dict[str, np.ndarray]:
+        """The arrays by name."""
         path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for record in data:
-                    fh.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS))
-                    fh.write(b"\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if not path.is_file():
+            raise DatasetError(f"File not found: {path}")
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Write the arrays (lists are converted) atomically."""
+        arrays = {name: np.asarray(value) for name, value in data.items()}
+        _atomic_write(Path(self._filepath), lambda fh: np.savez(fh, **arrays))

@@ -10,6 +10,7 @@ file while a run writes it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -23,6 +24,13 @@ CREATE TABLE IF NOT EXISTS verdicts (
     score REAL NOT NULL,
     rationale TEXT NOT NULL,
     judge TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+_SCHEMA_JSON = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
     created REAL NOT NULL
 )
 """
@@ -44,6 +52,7 @@ class VerdictCache:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_SCHEMA_JSON)
         self._lock = threading.Lock()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str]]:
@@ -68,6 +77,23 @@ class VerdictCache:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", payload)
             self._db.execute("COMMIT")
+
+    def get_json_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Other cached LLM results (e.g. cluster labels) by key, decoded from JSON."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk)
+                found.update({k: json.loads(v) for k, v in rows})
+        return found
+
+    def put_json(self, key: str, value: Any) -> None:
+        """Store one JSON-serialisable result (only valid ones: errors are never cached)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
 
     def __len__(self) -> int:
         with self._lock:

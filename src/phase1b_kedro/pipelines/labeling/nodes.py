@@ -1,0 +1,158 @@
+"""Labeling nodes: keywords and names per cluster, then the data generation plan."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from phase1b_kedro.clustering import UNCLUSTERED, failure_text
+from phase1b_kedro.judging.cache import VerdictCache
+from phase1b_kedro.labeling import ctfidf_keywords, llm_labels, offline_label, plan_counts, teacher_instruction
+from phase1b_kedro.llm import LLMClient, make_client
+
+logger = logging.getLogger(__name__)
+
+_CLIENT_KEYS = ("backend", "model", "base_url", "concurrency", "max_retries", "timeout_s", "api_key_env",
+                "max_wait_s", "model_dir", "device", "dtype")
+
+
+def _example(record: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(record["id"]), "category": record.get("category"), "prompt": record.get("prompt"),
+            "reference": record.get("reference"), "output": record.get("output"), "score": record.get("score"),
+            "judge_rationale": (record.get("judge") or {}).get("rationale")}
+
+
+def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[str, Any],
+                   client: LLMClient | None = None) -> dict[str, Any]:
+    """Name every cluster (and the unclustered group): keywords, label, description, examples.
+
+    Args:
+        failures: Failed records.
+        clusters: Output of the clustering stage.
+        params: The ``labeling`` parameter group.
+        client: A labeling client to use instead of building one (tests).
+
+    Returns:
+        ``patterns``: one entry per group, largest first, ``unclustered`` last, and counters.
+    """
+    by_id = {str(r["id"]): r for r in failures}
+    groups = list(clusters["clusters"])
+    if clusters["unclustered"]["size"]:
+        groups.append(clusters["unclustered"])
+    fields = params.get("keyword_fields", ["prompt"])
+    docs = {g["cluster_id"]: [failure_text(by_id[i], fields) for i in g["member_ids"]] for g in groups}
+    keywords = ctfidf_keywords(docs, int(params.get("keywords_top_k", 8)), tuple(params.get("ngram_range", (1, 2))))
+    n_examples = int(params.get("examples_per_pattern", 4))
+    examples = {g["cluster_id"]: [_example(by_id[i]) for i in g["representative_ids"][:n_examples]] for g in groups}
+    labels = {g["cluster_id"]: offline_label(g, keywords[g["cluster_id"]],
+                                             (examples[g["cluster_id"]] or [{}])[0].get("prompt") or "")
+              for g in groups}
+    counters: dict[str, Any] = {"mode": "offline"}
+    named = [g for g in groups if g["cluster_id"] != UNCLUSTERED]
+    if params.get("llm") and named:
+        client = client or make_client({k: params[k] for k in _CLIENT_KEYS if params.get(k) is not None})
+        with VerdictCache(params.get("cache_path")) as cache:
+            written, counters = llm_labels([(g, keywords[g["cluster_id"]], examples[g["cluster_id"]]) for g in named],
+                                           client, params, cache)
+        counters["mode"] = "llm"
+        counters["model"] = client.describe().get("model")
+        labels.update({g["cluster_id"]: lab for g, lab in zip(named, written, strict=True)})
+    patterns = []
+    for n, g in enumerate(groups, 1):
+        cid = g["cluster_id"]
+        label = labels[cid]
+        if cid == UNCLUSTERED:
+            label = {**label, "label": "Unclustered failures", "source": "fixed"}
+        patterns.append({
+            "pattern_id": f"P{n:02d}" if cid != UNCLUSTERED else UNCLUSTERED,
+            "cluster_id": cid,
+            "label": label["label"],
+            "description": label["description"],
+            "what_model_gets_wrong": label["what_model_gets_wrong"],
+            "label_source": label["source"],
+            **({"fallback_reason": label["fallback_reason"]} if "fallback_reason" in label else {}),
+            "keywords": keywords[cid],
+            "size": g["size"], "coverage": g["coverage"], "categories": g["categories"],
+            "mean_score": g["mean_score"], "member_ids": g["member_ids"], "examples": examples[cid],
+        })
+    return {"n_failures": clusters["n_failures"], "n_patterns": len(named), "patterns": patterns,
+            "labeling": counters}
+
+
+def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params: dict[str, Any]) -> dict[str, Any]:
+    """How many targeted examples to generate per pattern, with seeds and a teacher instruction.
+
+    Args:
+        patterns: Output of :func:`label_patterns`.
+        failures: Failed records (seed examples come from here).
+        params: The ``labeling`` group; ``plan.total_examples``, ``plan.min_per_pattern``,
+            ``plan.include_unclustered``, ``plan.seed_examples`` (3-5).
+
+    Returns:
+        ``data_generation_plan``: per-pattern counts summing to the budget, and the entries.
+    """
+    plan = params.get("plan") or {}
+    budget = int(plan.get("total_examples", 1000))
+    include = [p for p in patterns["patterns"]
+               if p["pattern_id"] != UNCLUSTERED or plan.get("include_unclustered", True)]
+    counts = plan_counts({p["pattern_id"]: p["size"] for p in include}, budget, int(plan.get("min_per_pattern", 20)))
+    n_seeds = max(3, min(5, int(plan.get("seed_examples", 4))))
+    by_id = {str(r["id"]): r for r in failures}
+    entries = []
+    for p in include:
+        seeds = [_example(by_id[e["id"]]) for e in p["examples"][:n_seeds]]
+        if len(seeds) < n_seeds:  # small patterns: top up from the other members
+            seen = {s["id"] for s in seeds}
+            seeds += [_example(by_id[i]) for i in p["member_ids"] if i not in seen][: n_seeds - len(seeds)]
+        count = counts[p["pattern_id"]]
+        entries.append({
+            "pattern_id": p["pattern_id"], "label": p["label"], "description": p["description"],
+            "what_model_gets_wrong": p["what_model_gets_wrong"], "failures": p["size"], "share": p["coverage"],
+            "categories": p["categories"], "keywords": p["keywords"], "examples_to_generate": count,
+            "seed_examples": [{k: s[k] for k in ("id", "prompt", "reference", "output")} for s in seeds],
+            "teacher_instruction": teacher_instruction(p, count, seeds),
+        })
+    allocated = sum(e["examples_to_generate"] for e in entries)
+    if entries and allocated != budget:
+        raise ValueError(f"plan allocates {allocated} examples, budget is {budget}")
+    return {"total_examples": budget, "allocated": allocated, "min_per_pattern": int(plan.get("min_per_pattern", 20)),
+            "n_failures": patterns["n_failures"], "patterns": entries}
+
+
+def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
+    """A person-readable version of the plan.
+
+    Args:
+        data_generation_plan: Output of :func:`plan_data_generation`.
+
+    Returns:
+        Markdown text.
+    """
+    plan = data_generation_plan
+    lines = ["# Data generation plan", "",
+             f"{plan['n_failures']} failures in {len(plan['patterns'])} patterns; "
+             f"{plan['allocated']} new training examples to generate (budget {plan['total_examples']}, "
+             f"at least {plan['min_per_pattern']} per pattern).", "",
+             "| # | pattern | failures | share | examples to generate |", "|---|---|---:|---:|---:|"]
+    for e in plan["patterns"]:
+        lines.append(f"| {e['pattern_id']} | {_md(e['label'])} | {e['failures']} | {e['share']:.0%} | "
+                     f"{e['examples_to_generate']} |")
+    for e in plan["patterns"]:
+        lines += ["", f"## {e['pattern_id']}: {_md(e['label'])}", "", f"**What it is.** {_md(e['description'])}", "",
+                  f"**What the model gets wrong.** {_md(e['what_model_gets_wrong'])}", "",
+                  f"**Generate {e['examples_to_generate']} examples.** Keywords: {', '.join(e['keywords']) or '-'}.",
+                  "", "Seed examples:", ""]
+        for s in e["seed_examples"]:
+            lines += [f"- **Prompt:** {_md(_short(s['prompt']))}", f"  - **Reference:** {_md(_short(s['reference']))}",
+                      f"  - **Model output:** {_md(_short(s['output']))}"]
+        lines += ["", "Teacher instruction:", "", "```text", e["teacher_instruction"].replace("```", "'''"), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _short(text: str | None, limit: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,119 @@
+"""Clustering: planted groups are recovered, noise is kept, runs are deterministic."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from phase1b_kedro.clustering import UNCLUSTERED, ClusteringConfig, cluster_failures, failure_text
+from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embed_failures
+from tests.conftest import load_params
+
+TOPICS = {
+    "fractions": ("math", "Add the fractions {a}/7 and {b}/9 and simplify the resulting fraction to lowest terms."),
+    "sql": ("code", "Write an SQL query that joins the orders table with customers and counts orders per {w} region."),
+    "poems": ("creative", "Write a rhyming poem about the {w} ocean waves crashing on a quiet beach at night."),
+    "capitals": ("qa", "What is the capital city of the country {w}, and which river flows through that capital?"),
+}
+WORDS = ["northern", "southern", "eastern", "western", "central", "coastal", "mountain", "island", "desert",
+         "arctic", "tropical", "urban", "rural", "remote", "windy", "sunny", "misty", "rocky", "green", "golden",
+         "silver", "ancient", "modern", "little", "great"]
+NOISE = ["Explain how photosynthesis converts light into chemical energy.",
+         "Translate 'good morning' into Japanese and explain the politeness level.",
+         "List three causes of the French Revolution.",
+         "Describe how a bicycle gear system works.",
+         "Why do cats purr?",
+         "Summarise the plot of Hamlet in two sentences."]
+
+
+def planted(per_topic: int = 20) -> tuple[list[dict], list[int]]:
+    rng = random.Random(0)
+    records, truth = [], []
+    for t, (name, (cat, template)) in enumerate(TOPICS.items()):
+        for i in range(per_topic):
+            prompt = template.format(a=rng.randint(1, 50), b=rng.randint(1, 50), w=WORDS[i % len(WORDS)])
+            records.append({"id": f"{name}-{i}", "category": cat, "prompt": prompt, "score": 2.0,
+                            "judge": {"source": "similarity", "rationale": "cosine 0.1"}})
+            truth.append(t)
+    for i, text in enumerate(NOISE):
+        records.append({"id": f"noise-{i}", "category": "other", "prompt": text, "score": 1.0, "judge": {}})
+        truth.append(-1 - i)  # each noise text its own group
+    return records, truth
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    records, truth = planted()
+    params = load_params("clustering")
+    return records, truth, embed_failures(records, params), params
+
+
+def test_planted_groups_are_recovered_and_noise_is_kept(embedded):
+    records, truth, emb, params = embedded
+    result = cluster_failures_node(records, emb, params)
+    label_of = {p["id"]: p["cluster_id"] for p in result["points"]}
+    topic_ids = [i for i, t in enumerate(truth) if t >= 0]
+    ari = adjusted_rand_score([truth[i] for i in topic_ids], [label_of[records[i]["id"]] for i in topic_ids])
+    # 0.9: at most a handful of the 80 planted prompts land in the wrong group or in noise
+    # (chance level is 0; perfect is 1).
+    assert ari >= 0.9, (ari, result["n_clusters"])
+    assert result["n_clusters"] == 4
+    assert sum(c["size"] for c in result["clusters"]) + result["n_unclustered"] == len(records)
+    assert result["unclustered"]["cluster_id"] == UNCLUSTERED and result["n_unclustered"] >= 3
+    noise_ids = {r["id"] for r in records if r["id"].startswith("noise")}
+    assert len(noise_ids & set(result["unclustered"]["member_ids"])) >= 3
+    biggest = result["clusters"][0]
+    assert biggest["size"] >= 18 and len(biggest["categories"]) == 1
+    assert set(biggest["representative_ids"]) <= set(biggest["member_ids"]) and len(biggest["representative_ids"]) == 5
+    assert result["stability"]["all"]["ari_mean"] >= 0.8
+    assert all(len(c["centroid_2d"]) == 2 for c in result["clusters"])
+
+
+def test_clustering_is_deterministic(embedded):
+    records, _, emb, params = embedded
+    assert cluster_failures_node(records, emb, params)["points"] == cluster_failures_node(records, emb, params)["points"]
+    again = embed_failures(records, params)
+    assert np.allclose(again["vectors"], emb["vectors"], atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "agglomerative"])
+def test_other_algorithms(embedded, algorithm):
+    records, truth, emb, params = embedded
+    result = cluster_failures_node(records, emb, {**params, "algorithm": algorithm, "n_clusters": 4})
+    label_of = {p["id"]: p["cluster_id"] for p in result["points"]}
+    topic_ids = [i for i, t in enumerate(truth) if t >= 0]
+    assert adjusted_rand_score([truth[i] for i in topic_ids], [label_of[records[i]["id"]] for i in topic_ids]) >= 0.8
+    assert result["n_unclustered"] == 0
+
+
+def test_noise_can_be_assigned_and_per_category(embedded):
+    records, _, emb, params = embedded
+    assigned = cluster_failures_node(records, emb, {**params, "assign_noise": True})
+    assert sum(c["size"] for c in assigned["clusters"]) == len(records)
+    assert sum(c["noise_assigned"] for c in assigned["clusters"]) == assigned["n_unclustered"]
+    per_cat = cluster_failures_node(records, emb, {**params, "per_category": True})
+    for c in per_cat["clusters"]:
+        assert len(c["categories"]) == 1 and c["cluster_id"].startswith(next(iter(c["categories"])))
+
+
+def test_edge_cases():
+    config = ClusteringConfig()
+    empty = cluster_failures([], np.zeros((0, 384), dtype=np.float32), config)
+    assert empty["n_clusters"] == 0 and empty["points"] == []
+    two = cluster_failures([{"id": "a"}, {"id": "b"}], np.eye(2, 384, dtype=np.float32), config)
+    assert two["n_unclustered"] == 2
+    with pytest.raises(ValueError):
+        ClusteringConfig.from_params({"algorithm": "dbscan"})
+    with pytest.raises(ValueError):
+        failure_text({"prompt": "x"}, ["prompt", "nonsense"])
+    with pytest.raises(ValueError, match="do not match"):
+        cluster_failures_node([{"id": "a"}], {"ids": np.asarray(["b"]), "vectors": np.zeros((1, 4))}, {})
+
+
+def test_failure_text_uses_rationale_only_when_it_says_something():
+    r = {"prompt": "P", "output": "O", "judge": {"source": "llm", "rationale": "wrong unit"}}
+    assert failure_text(r, ["prompt", "rationale"]) == "P\nwrong unit"
+    assert failure_text({**r, "judge": {"source": "similarity", "rationale": "cosine 0.2"}}, ["prompt", "rationale"]) == "P"
