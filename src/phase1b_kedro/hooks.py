@@ -16,6 +16,10 @@ from phase1b_kedro.resources import peak_rss_mib
 logger = logging.getLogger(__name__)
 
 
+_HEADLINE = ("test_dataset", "model_outputs", "judge_summary", "failures", "patterns", "data_generation_plan_md",
+             "report_html")
+
+
 class RunSummaryHooks:
     """Log how long each node took, the process's resident memory, and what was written."""
 
@@ -49,8 +53,20 @@ class RunSummaryHooks:
         )
 
     @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        """Remember where the headline outputs are written, for the end-of-run summary."""
+        self._paths = {}
+        for name in _HEADLINE:
+            try:
+                described = catalog.get(name)._describe() if name in catalog else {}
+            except Exception:  # a dataset without a path
+                described = {}
+            if described.get("filepath"):
+                self._paths[name] = str(described["filepath"])
+
+    @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        """Print a short summary of the run."""
+        """Print a short summary of the run: time, what was produced, where the report is."""
         total = time.perf_counter() - self._run_start
         slowest = sorted(self._durations.items(), key=lambda kv: -kv[1])[:3]
         logger.info(
@@ -58,6 +74,13 @@ class RunSummaryHooks:
             total, len(self._durations), len(self._outputs),
             ", ".join(f"{n} {t:.1f}s" for n, t in slowest) or "-",
         )
+        produced = [f"{name} -> {self._paths[name]}" for name in _HEADLINE
+                    if name in self._outputs and name in getattr(self, "_paths", {})]
+        if produced:
+            logger.info("produced: %s", "; ".join(produced))
+        if "report_html" in self._outputs and "report_html" in getattr(self, "_paths", {}):
+            logger.info("report: %s (open it in a browser; no server needed)", self._paths["report_html"])
+
 
 
 

@@ -1,0 +1,93 @@
+"""Reporting nodes: one chart per node (plotly.JSONDataset), then the HTML report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib.resources import files
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from jinja2 import Environment, select_autoescape
+from plotly.offline import get_plotlyjs
+
+from phase1b_kedro import reporting
+
+
+def plot_failure_rates(judge_summary: dict) -> go.Figure:
+    """Failure rate per category with Wilson 95% error bars."""
+    return reporting.failure_rate_figure(judge_summary)
+
+
+def plot_score_distribution(judged_results: list[dict], failure_threshold: float) -> go.Figure:
+    """Scores per category, with the threshold line."""
+    return reporting.score_distribution_figure(judged_results, float(failure_threshold))
+
+
+def plot_verdict_sources(judged_results: list[dict]) -> go.Figure:
+    """Verdict sources (verifiable / similarity / llm / unjudged) per category."""
+    return reporting.verdict_sources_figure(judged_results)
+
+
+def plot_cluster_map(clusters: dict, patterns: dict, failures: list[dict]) -> go.Figure:
+    """The 2-D failure map coloured by pattern."""
+    return reporting.cluster_map_figure(clusters, patterns, failures)
+
+
+def plot_pattern_sizes(patterns: dict) -> go.Figure:
+    """Failures per pattern."""
+    return reporting.pattern_sizes_figure(patterns)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, patterns: dict,
+                 data_generation_plan: dict, failure_rate_chart: go.Figure, score_distribution_chart: go.Figure,
+                 verdict_sources_chart: go.Figure, cluster_map_chart: go.Figure, pattern_sizes_chart: go.Figure,
+                 params: dict[str, Any]) -> str:
+    """One HTML file that opens with no server and no internet (plotly's JS inlined).
+
+    Args:
+        judge_summary: Judging summary.
+        generation_stats: Generation stats.
+        clusters: Clustering output.
+        patterns: Labeled patterns.
+        data_generation_plan: The plan (examples to generate per pattern).
+        failure_rate_chart: Chart.
+        score_distribution_chart: Chart.
+        verdict_sources_chart: Chart.
+        cluster_map_chart: Chart.
+        pattern_sizes_chart: Chart.
+        params: The ``reporting`` parameter group (``env``: the environment's name).
+
+    Returns:
+        The report's HTML (every data text autoescaped by Jinja2).
+    """
+    def chart(fig: go.Figure) -> str:
+        return pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"displaylogo": False})
+
+    settings = clusters.get("settings", {})
+    config = {
+        "model": generation_stats.get("model"), "backend": generation_stats.get("backend"),
+        "device": generation_stats.get("device"), "strategy": judge_summary.get("strategy"),
+        "fallback": judge_summary.get("fallback"), "judge": judge_summary.get("judge_model"),
+        "endpoint": judge_summary.get("judge_endpoint"), "threshold": f"{judge_summary['failure_threshold']:g}",
+        "env": params.get("env", "base"),
+        "clustering": f"{clusters.get('algorithm')} (min cluster size {settings.get('min_cluster_size')}) on "
+                      f"{', '.join(clusters.get('embedding', {}).get('text_fields', []))}; "
+                      f"stability ARI {(clusters.get('stability', {}).get('all') or {}).get('ari_mean')}",
+    }
+    template = Environment(autoescape=select_autoescape(default=True, default_for_string=True)).from_string(
+        files("phase1b_kedro").joinpath("templates/report.html.j2").read_text(encoding="utf-8"))
+    return template.render(
+        config=config, summary=judge_summary, llm=judge_summary.get("llm"), generation=generation_stats,
+        patterns=patterns.get("patterns", []), n_patterns=patterns.get("n_patterns", 0), plan=data_generation_plan,
+        plan_counts={e["pattern_id"]: e["examples_to_generate"] for e in data_generation_plan.get("patterns", [])},
+        charts={"failure_rate": chart(failure_rate_chart), "scores": chart(score_distribution_chart),
+                "sources": chart(verdict_sources_chart), "cluster_map": chart(cluster_map_chart),
+                "pattern_sizes": chart(pattern_sizes_chart)},
+        plotly_js=get_plotlyjs().replace("</script", "<\\/script"), pct=_pct,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )

@@ -1,0 +1,147 @@
+"""Browser tests in headless Debian Chromium (Playwright's Python package, no browser
+download): report.html renders its charts with no console error and runs no script from
+the data; `kedro viz build` renders the pipeline. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from phase1b_kedro.pipelines.reporting import nodes as rn
+from tests.pipelines.judging.test_pipeline import make_records
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">"</pre></div>'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: apt-get install chromium (the CI script does)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _report_inputs() -> dict:
+    records = make_records(12)
+    records[1]["output"] = HOSTILE
+    records[3]["prompt"] = HOSTILE
+    judged = [{**r, "score": 9.0 if i % 2 == 0 else 2.0, "passed": i % 2 == 0,
+               "judge": {"status": "ok", "source": "similarity" if i % 3 else "verifiable", "rationale": HOSTILE}}
+              for i, r in enumerate(records)]
+    failures = [r for r in judged if not r["passed"]]
+    summary = {"items_in": 12, "judged": 12, "unjudged": 0, "unjudged_by_reason": {}, "passed": 6, "failed": 6,
+               "failure_threshold": 7.0, "failure_rate": 0.5, "failure_rate_ci95": [0.25, 0.75],
+               "per_category": {c: {"items": 2, "passed": 1, "failed": 1, "unjudged": 0, "failure_rate": 0.5,
+                                    "failure_rate_ci95": [0.09, 0.91]}
+                                for c in ("math", "code", "reasoning", "creative", "qa", "other")},
+               "verdicts_by_source": {"similarity": 8, "verifiable": 4}, "strategy": "hybrid",
+               "fallback": "similarity", "judge_model": HOSTILE, "judge_endpoint": None, "llm": None,
+               "agreement": None}
+    clusters = {"algorithm": "hdbscan", "settings": {"min_cluster_size": 5}, "stability": {"all": {"ari_mean": 0.9}},
+                "embedding": {"text_fields": ["prompt"]},
+                "points": [{"id": r["id"], "cluster_id": "c01" if k < 4 else "unclustered", "x": k, "y": k % 3,
+                            "category": r["category"], "score": r["score"]} for k, r in enumerate(failures)]}
+    ex = [{"id": r["id"], "category": r["category"], "prompt": r["prompt"], "reference": r["reference"],
+           "output": r["output"], "score": r["score"], "judge_rationale": HOSTILE} for r in failures]
+    patterns = {"n_patterns": 1, "patterns": [
+        {"pattern_id": "P01", "cluster_id": "c01", "label": HOSTILE, "description": HOSTILE,
+         "what_model_gets_wrong": HOSTILE, "label_source": "offline", "keywords": ["alpha", HOSTILE], "size": 4,
+         "coverage": 0.667, "categories": {"code": 2, "creative": 2}, "mean_score": 2.0,
+         "member_ids": [r["id"] for r in failures[:4]], "examples": ex[:4]},
+        {"pattern_id": "unclustered", "cluster_id": "unclustered", "label": "Unclustered failures",
+         "description": "d", "what_model_gets_wrong": "w", "label_source": "fixed", "keywords": [], "size": 2,
+         "coverage": 0.333, "categories": {"qa": 2}, "mean_score": 2.0, "member_ids": [r["id"] for r in failures[4:]],
+         "examples": ex[4:]}]}
+    plan = {"total_examples": 100, "patterns": [{"pattern_id": "P01", "examples_to_generate": 67},
+                                                {"pattern_id": "unclustered", "examples_to_generate": 33}]}
+    generation = {"model": "bundled:smollm2-135m-instruct", "backend": "transformers", "device": "cpu",
+                  "records_out": 12, "errored": 0, "truncated": 0}
+    return dict(judged=judged, failures=failures, summary=summary, clusters=clusters, patterns=patterns, plan=plan,
+                generation=generation)
+
+
+def _report(tmp_path: Path) -> Path:
+    d = _report_inputs()
+    html = rn.build_report(
+        d["summary"], d["generation"], d["clusters"], d["patterns"], d["plan"],
+        rn.plot_failure_rates(d["summary"]), rn.plot_score_distribution(d["judged"], 7),
+        rn.plot_verdict_sources(d["judged"]), rn.plot_cluster_map(d["clusters"], d["patterns"], d["failures"]),
+        rn.plot_pattern_sizes(d["patterns"]), {"env": "test"})
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def test_report_renders_charts_offline_and_runs_no_script_from_the_data(browser, tmp_path):
+    path = _report(tmp_path)
+    page = browser.new_page(viewport={"width": 1280, "height": 2000})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.as_uri())
+    for chart in ("failure-rate", "scores", "cluster-map", "pattern-sizes", "sources"):
+        page.wait_for_selector(f"#chart-{chart} .main-svg", timeout=20_000)
+        assert page.locator(f"#chart-{chart} .plot-container").count() == 1
+    assert page.locator("#chart-failure-rate .point, #chart-failure-rate path.surface, #chart-failure-rate .bars path").count() >= 6
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    assert page.evaluate("window.__pwned") is None          # no injected script or handler ran
+    assert HOSTILE in page.locator("#pattern-P01").inner_text()   # shown as text, escaped
+    assert page.locator("#pattern-P01 img").count() == 0
+    page.click("a[href='#pattern-P01']")                     # pattern table -> examples
+    assert page.evaluate("location.hash") == "#pattern-P01"
+    assert errors == []
+    assert all(u.startswith("file://") or u.startswith("data:") for u in requests), requests   # nothing fetched
+    page.close()
+
+
+def test_kedro_viz_build_renders_the_pipeline(browser, tmp_path, project_root):
+    build = tmp_path / "viz"
+    shutil.copytree(project_root / "conf", build / "conf", ignore=shutil.ignore_patterns("local"))
+    (build / "conf" / "local").mkdir()
+    shutil.copy(project_root / "pyproject.toml", build)
+    (build / "src").mkdir()
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=build, env=env, check=True,
+                   capture_output=True, timeout=300)
+    site = build / "build"
+    assert (site / "index.html").is_file() and (site / "api" / "main").is_file()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_selector(".pipeline-node", timeout=30_000)
+        text = page.locator(".pipeline-graph, body").first.inner_text()
+        for name in ("score_outputs_node", "apply_threshold_node", "cluster_failures_node", "build_report_node",
+                     "generate_outputs_node", "report_html", "judge_summary"):
+            pretty = name.removesuffix("_node").replace("_", " ")
+            assert name in text or pretty in text.lower(), name
+        assert page.locator(".pipeline-node").count() >= 30
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "kedro-viz.png"))
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
