@@ -28,15 +28,22 @@ $(BIN)/.installed-server: $(BIN)/.installed
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -e ".[test,server]"
 	touch $@
 
+# Browser tests use Debian's Chromium (no browser download); installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+/usr/bin/chromium:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
+
 setup: $(BIN)/.installed
 
 run: setup
 	$(BIN)/kedro run
 
 # pytest exits 5 when it collected no tests: treat that as a failure, never a pass.
-test: setup $(BIN)/.installed-server
+test: setup $(BIN)/.installed-server /usr/bin/chromium
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: setup
 	$(BIN)/python benchmarks/bench_sampling.py
+	$(BIN)/python benchmarks/bench_clustering.py

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,8 @@ class ClusteringConfig:
     """The ``clustering`` parameter group."""
 
     algorithm: str = "hdbscan"  # hdbscan | kmeans | agglomerative
-    min_cluster_size: int = 5
+    #: An int, or ``"auto"``: 1% of the failures, at least 5 (a few dozen patterns at most).
+    min_cluster_size: int | str = "auto"
     min_samples: int | None = None
     n_clusters: int = 8
     reduce_dims: int | None = 32
@@ -49,9 +50,18 @@ class ClusteringConfig:
             raise ValueError(f"clustering.algorithm must be hdbscan, kmeans or agglomerative, not {config.algorithm!r}")
         if config.projection not in ("pca", "tsne"):
             raise ValueError(f"clustering.projection must be pca or tsne, not {config.projection!r}")
-        if config.min_cluster_size < 2 or config.n_clusters < 1:
-            raise ValueError("clustering.min_cluster_size must be >= 2 and n_clusters >= 1")
+        if config.min_cluster_size != "auto" and (not isinstance(config.min_cluster_size, int)
+                                                  or config.min_cluster_size < 2):
+            raise ValueError("clustering.min_cluster_size must be an integer >= 2 or 'auto'")
+        if config.n_clusters < 1:
+            raise ValueError("clustering.n_clusters must be >= 1")
         return config
+
+    def resolved(self, n: int) -> ClusteringConfig:
+        """This config with ``min_cluster_size`` fixed for ``n`` failures."""
+        if self.min_cluster_size != "auto":
+            return self
+        return replace(self, min_cluster_size=max(5, round(n / 100)))
 
 
 def failure_text(record: Mapping[str, Any], fields: Sequence[str], max_chars: int = 1000) -> str:
@@ -158,6 +168,7 @@ def cluster_failures(records: Sequence[Mapping[str, Any]], vectors: np.ndarray,
     n = len(records)
     if vectors.shape[0] != n:
         raise ValueError(f"{n} failures but {vectors.shape[0]} embeddings")
+    config = config.resolved(n)
     reduced = _reduce(vectors, config.reduce_dims, config.seed) if n else vectors
     labels = np.full(n, -1)
     groups: list[tuple[str, np.ndarray]] = []

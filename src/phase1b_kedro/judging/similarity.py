@@ -27,7 +27,7 @@ class SimilarityConfig:
     weights: Mapping[str, float] = field(default_factory=lambda: {"embedding": 0.6, "token_f1": 0.2, "rouge_l": 0.2})
     cosine_floor: float = 0.3
     cosine_ceiling: float = 0.85
-    batch_size: int = 64
+    batch_size: int = 16
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> SimilarityConfig:

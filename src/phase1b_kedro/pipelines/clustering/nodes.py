@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 def embed_failures(failures: list[dict], params: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Embed each failure's text (by default its prompt plus the judge's rationale).
+    """Embed each failure's text (by default the judge's rationale, then the prompt).
 
     Args:
         failures: Failed records from the judging stage.
@@ -25,11 +25,11 @@ def embed_failures(failures: list[dict], params: dict[str, Any]) -> dict[str, np
     Returns:
         ``failure_embeddings``: ``ids``, ``texts`` and unit-normalised ``vectors``, row-aligned.
     """
-    fields = params.get("text_fields", ["prompt", "rationale"])
+    fields = params.get("text_fields", ["rationale", "prompt"])
     texts = [failure_text(r, fields, int(params.get("max_text_chars", 1000))) for r in failures]
     t0 = time.perf_counter()
-    vectors = embed(texts, params.get("embedding_model", BUNDLED_MINILM), int(params.get("batch_size", 64)),
-                    progress=len(texts) > 200)
+    vectors = embed(texts, params.get("embedding_model", BUNDLED_MINILM), int(params.get("batch_size", 16)),
+                    progress=len(texts) > 200, max_seq_length=params.get("max_seq_length"))
     logger.info("embedded %d failure texts in %.1f s", len(texts), time.perf_counter() - t0)
     return {"ids": np.asarray([str(r["id"]) for r in failures], dtype=str),
             "texts": np.asarray(texts, dtype=str), "vectors": vectors}
@@ -59,7 +59,8 @@ def cluster_failures_node(failures: list[dict], failure_embeddings: dict[str, np
     t0 = time.perf_counter()
     result = cluster_failures(failures, vectors, ClusteringConfig.from_params(params))
     result["embedding"] = {"model": params.get("embedding_model", BUNDLED_MINILM),
-                           "text_fields": list(params.get("text_fields", ["prompt", "rationale"]))}
+                           "text_fields": list(params.get("text_fields", ["rationale", "prompt"])),
+                           "max_seq_length": params.get("max_seq_length")}
     result["wall_s"] = round(time.perf_counter() - t0, 2)
     if result["n_clusters"] + (1 if result["n_unclustered"] else 0) == 0 and failures:
         raise ValueError("clustering lost every failure")
