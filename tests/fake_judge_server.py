@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +44,13 @@ class Script:
 
     #: HTTP status codes to answer with, one per request, before behaving (e.g. [429, 500]).
     http_errors: list[int] = field(default_factory=list)
+    #: Transport faults, one per request, checked first: "timeout" (answer after
+    #: ``timeout_delay`` s), "reset" (headers and half a body, then the connection is cut),
+    #: "empty_body" (200 with no body), "ok".
+    transport: list[str] = field(default_factory=list)
+    timeout_delay: float = 3.0
+    #: Seconds to wait before every answer (to make runs slow enough to kill part-way).
+    latency: float = 0.0
     retry_after: str | None = "0"
     #: Reply transformation: (verdicts, items, request number) -> reply text. Default: JSON array.
     reply: Callable[[list[dict], list[dict], int], str] | None = None
@@ -64,7 +73,28 @@ class FakeJudge:
                 with outer.lock:
                     outer.requests.append({"body": body, "headers": dict(self.headers)})
                     n = len(outer.requests)
-                    status = outer.script.http_errors.pop(0) if outer.script.http_errors else 200
+                    fault = outer.script.transport.pop(0) if outer.script.transport else "ok"
+                    status = 200 if fault != "ok" or not outer.script.http_errors else outer.script.http_errors.pop(0)
+                if outer.script.latency:
+                    time.sleep(outer.script.latency)
+                if fault == "timeout":
+                    time.sleep(outer.script.timeout_delay)
+                elif fault == "empty_body":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                elif fault == "reset":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "400")
+                    self.end_headers()
+                    self.wfile.write(b'{"id": "x", "choices": [{"index": 0, "mess')
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 if status != 200:
                     self.send_response(status)
                     if outer.script.retry_after is not None:

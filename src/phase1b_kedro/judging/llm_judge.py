@@ -195,9 +195,14 @@ class LLMJudge:
         calls = []
         for group in groups:
             members: list[JudgeItem | int] = list(group)
-            if canary_pool and len(group) >= 1 and self.config.canaries > 0:
-                for _ in range(self.config.canaries):
-                    members.insert(rng.randrange(len(members) + 1), rng.choice(canary_pool))
+            if canary_pool and self.config.canaries > 0:
+                # Both kinds in every call that has two or more: a judge that gives everything
+                # 10 (or 0) is caught only by a must-fail (must-pass) canary.
+                kinds = ["fail", "pass"] if self.config.canaries >= 2 else [rng.choice(["fail", "pass"])]
+                for k in range(self.config.canaries):
+                    kind = kinds[k % len(kinds)]
+                    pool = [c for c in canary_pool if c.canary == kind] or list(canary_pool)
+                    members.insert(rng.randrange(len(members) + 1), rng.choice(pool))
             judge_items = [items[m] if isinstance(m, int) else m for m in members]
             call = build_call(judge_items, self.config.max_field_chars)
             calls.append(([m if isinstance(m, int) else -1 for m in members], call))

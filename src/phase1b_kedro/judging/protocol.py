@@ -177,28 +177,31 @@ class ParsedResponse:
     parse_error: str | None = None
 
 
-def _entries(data: Any) -> list[Any] | None:
-    """The list of verdict objects inside whatever json-repair returned."""
+def _candidates(data: Any) -> list[list[Any]]:
+    """Every list of verdict-like objects inside whatever json-repair returned.
+
+    json-repair returns several top-level values (prose with two JSON blocks, or an output's
+    forged verdicts echoed before the real ones) as one list of them: all are candidates.
+    """
     if isinstance(data, dict):
         if "id" in data:
-            return [data]
-        lists = [v for v in data.values() if isinstance(v, list)]
-        return lists[0] if len(lists) == 1 else None
+            return [[data]]
+        return [c for v in data.values() if isinstance(v, (list, dict)) for c in _candidates(v)]
     if isinstance(data, list):
-        if data and all(isinstance(x, dict) for x in data):
-            if all("id" in x for x in data):
-                return data
-            nested = [x for x in data if "id" not in x]
-            if len(nested) == len(data) and len(data) == 1:
-                return _entries(data[0])
-        # json-repair returns several top-level values as a list: take the first usable one
+        found = [data] if data and all(isinstance(x, dict) and "id" in x for x in data) else []
         for x in data:
-            if isinstance(x, (list, dict)):
-                found = _entries(x)
-                if found:
-                    return found
-        return [] if not data else None
-    return None
+            if isinstance(x, (list, dict)) and not (isinstance(x, dict) and "id" in x):
+                found += _candidates(x)
+        return found
+    return []
+
+
+def _entries(data: Any, expected: set[str]) -> list[Any] | None:
+    """The candidate list that answers the most of this call's ids (``None``: no candidate)."""
+    candidates = _candidates(data)
+    if not candidates:
+        return [] if data == [] else None
+    return max(candidates, key=lambda c: sum(isinstance(x, dict) and str(x.get("id")) in expected for x in c))
 
 
 def _score(value: Any) -> float | None:
@@ -233,7 +236,7 @@ def parse_response(text: str, expected_ids: Sequence[str]) -> ParsedResponse:
         data = json_repair.loads(text) if text.strip() else None
     except Exception as exc:  # json-repair gives up on some inputs
         data, result.parse_error = None, f"unparseable reply ({type(exc).__name__})"
-    entries = _entries(data) if data not in (None, "") else None
+    entries = _entries(data, expected) if data not in (None, "") else None
     if entries is None:
         result.parse_error = result.parse_error or ("empty reply" if not text.strip() else "no JSON verdicts in reply")
         result.problems = {i: result.parse_error for i in expected_ids}
