@@ -94,17 +94,34 @@ class CredentialsHooks:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Export the token, if the credentials file has one."""
-        try:
-            credentials = context.config_loader["credentials"]
-        except Exception:  # no credentials file: nothing to do
-            return
-        token = (credentials.get("hf") or {}).get("token") if isinstance(credentials, dict) else None
+        """Export the token, if a credentials file has one.
+
+        The active environment's credentials come first; ``conf/local`` is read as well,
+        because Kedro loads it only when no ``--env`` is given, and a token kept there
+        should still serve ``--env judge_70b``.
+        """
+        token = _hf_token(context.config_loader)
+        if not token and getattr(context, "env", None) not in (None, "local"):
+            from kedro.config import OmegaConfigLoader
+
+            loader = context.config_loader
+            token = _hf_token(OmegaConfigLoader(conf_source=str(loader.conf_source), env="local",
+                                                base_env=loader.base_env, default_run_env="local"))
         if not token:
             return
         params = context.config_loader["parameters"]
-        names = {(params.get(group) or {}).get("api_key_env") or "HF_TOKEN" for group in ("judging", "generation")}
+        names = {(params.get(group) or {}).get("api_key_env") or "HF_TOKEN" for group in ("judging", "generation",
+                                                                                          "labeling")}
         for name in names:
             if not os.environ.get(name):
                 os.environ[name] = str(token)
                 logger.info("judge token taken from credentials (hf.token) into $%s", name)
+
+
+def _hf_token(loader: Any) -> str | None:
+    try:
+        credentials = loader["credentials"]
+    except Exception:  # no credentials file
+        return None
+    token = (credentials.get("hf") or {}).get("token") if isinstance(credentials, dict) else None
+    return str(token) if token else None

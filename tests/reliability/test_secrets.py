@@ -1,0 +1,50 @@
+"""Secrets: the judge token (from conf/local/credentials.yml) reaches the judge server and
+nothing else: not the logs, outputs, caches, checkpoints, the report or the kedro-viz build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fake_judge_server import FakeJudge
+from tests.reliability.conftest import record
+from tests.reliability.test_crash_resume import _project
+
+MARKER = "hf_SECRETMARKER_do_not_leak_4c1d"
+
+
+@pytest.mark.slow
+def test_token_never_leaks_into_any_artefact(tmp_path, project_root, allow_local_http):
+    root = _project(tmp_path, project_root)
+    (root / "conf/local/credentials.yml").write_text(f"hf:\n  token: {MARKER}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["KEDRO_DISABLE_TELEMETRY"] = "1"
+    with FakeJudge() as judge:
+        params = (f"sampling.num_samples=18,sampling.min_per_category=3,generation.max_new_tokens=8,"
+                  f"generation.model_dir={project_root / 'data/06_models'},judging.base_url={judge.base_url},"
+                  f"labeling.base_url={judge.base_url},judging.agreement_sample=4,clustering.min_cluster_size=3,"
+                  "judging.max_retries=1,labeling.max_retries=1")
+        run = subprocess.run([sys.executable, "-m", "kedro", "run", "--env", "judge_70b", "--params", params],
+                             cwd=root, env=env, capture_output=True, timeout=900)
+        assert run.returncode == 0, run.stderr.decode()[-3000:]
+        viz = subprocess.run([sys.executable, "-m", "kedro", "viz", "build", "--include-previews"], cwd=root, env=env,
+                             capture_output=True, timeout=300)
+        assert viz.returncode == 0, viz.stderr.decode()[-3000:]
+        auth = {r["headers"].get("authorization") for r in judge.requests}
+    assert judge.requests and auth == {f"Bearer {MARKER}"}          # the token did reach the judge
+    assert (root / "data/08_reporting/report.html").is_file() and (root / "build/index.html").is_file()
+    logs = run.stdout + run.stderr + viz.stdout + viz.stderr
+    assert MARKER.encode() not in logs
+    scanned, leaks = 0, []
+    for path in root.rglob("*"):
+        if path.is_file() and "conf/local" not in path.as_posix():
+            scanned += 1
+            if MARKER.encode() in path.read_bytes():
+                leaks.append(str(path.relative_to(root)))
+    assert leaks == []
+    record("secrets", {"files_scanned": scanned, "log_bytes_scanned": len(logs), "leaks": 0,
+                       "requests_with_token": len(judge.requests)})
