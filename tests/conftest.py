@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_project(root: Path, with_raw_data: bool = True) -> Path:
+    """A runnable copy of the project at ``root``: pyproject, conf (without local), raw data.
+
+    The package itself is installed (``pip install -e .``), so ``src/`` stays empty.
+    """
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()
+    if with_raw_data:
+        (root / "data" / "01_raw").mkdir(parents=True)
+        shutil.copy(PROJECT_ROOT / "data/01_raw/prompts.jsonl", root / "data/01_raw")
+    return root
 
 
 def load_params(name: str) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from phase1b_kedro.pipelines.reporting import nodes as rn
+from tests.conftest import copy_project
 from tests.pipelines.judging.test_pipeline import make_records
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -114,10 +114,8 @@ def test_report_renders_charts_offline_and_runs_no_script_from_the_data(browser,
 
 def test_kedro_viz_build_renders_the_pipeline(browser, tmp_path, project_root):
     build = tmp_path / "viz"
-    shutil.copytree(project_root / "conf", build / "conf", ignore=shutil.ignore_patterns("local"))
-    (build / "conf" / "local").mkdir()
-    shutil.copy(project_root / "pyproject.toml", build)
-    (build / "src").mkdir()
+    build.mkdir()
+    copy_project(build, with_raw_data=False)
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
     subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=build, env=env, check=True,
                    capture_output=True, timeout=300)

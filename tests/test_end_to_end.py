@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import nbformat
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from nbclient import NotebookClient
+
+from tests.conftest import copy_project
 
 EXPECTED = [
     "data/05_model_input/test_dataset.jsonl", "data/07_model_output/model_outputs.jsonl",
@@ -26,13 +27,7 @@ EXPECTED = [
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, project_root):
-    root = tmp_path_factory.mktemp("tiny")
-    shutil.copy(project_root / "pyproject.toml", root)
-    shutil.copytree(project_root / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
-    (root / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy(project_root / "data/01_raw/prompts.jsonl", root / "data/01_raw")
+    root = copy_project(tmp_path_factory.mktemp("tiny"))
     params = {
         "sampling": {"num_samples": 30, "min_per_category": 3},
         "generation": {"max_new_tokens": 12, "model_dir": str(project_root / "data/06_models")},

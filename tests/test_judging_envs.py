@@ -5,7 +5,6 @@ a real llama.cpp server serving the bundled GGUF (started here, on 127.0.0.1).""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from phase1b_kedro.judging.protocol import response_schema
+from tests.conftest import copy_project
 from tests.fake_judge_server import FakeJudge, parse_items
 from tests.pipelines.judging.test_pipeline import make_records
 
@@ -22,10 +22,7 @@ OUTPUTS = ("judge_scores.jsonl", "judged_results.jsonl", "failures.jsonl", "judg
 @pytest.fixture
 def tmp_project(tmp_path, project_root, monkeypatch):
     """A copy of the project's configuration with stored model outputs, run from its root."""
-    shutil.copy(project_root / "pyproject.toml", tmp_path)
-    (tmp_path / "src").mkdir()  # the package itself is installed (pip install -e .)
-    shutil.copytree(project_root / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
+    copy_project(tmp_path, with_raw_data=False)
     out = tmp_path / "data" / "07_model_output"
     out.mkdir(parents=True)
     records = make_records(6) + [{**make_records(1)[0], "id": "num", "reference": "12", "output": "It is 12."}]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -18,22 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_project
 from tests.fake_judge_server import FakeJudge, Script, parse_items
 from tests.pipelines.judging.test_pipeline import make_records
 from tests.reliability.conftest import record
 
 
 N_GEN = 40
-
-
-def _project(root: Path, project_root: Path) -> Path:
-    shutil.copy(project_root / "pyproject.toml", root)
-    shutil.copytree(project_root / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
-    (root / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy(project_root / "data/01_raw/prompts.jsonl", root / "data/01_raw")
-    return root
 
 
 def _kedro(root: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -68,7 +58,7 @@ def _stable(outputs: list[dict]) -> list[dict]:
 
 @pytest.mark.slow
 def test_generation_killed_midway_resumes_without_redoing_finished_prompts(tmp_path, project_root):
-    root = _project(tmp_path, project_root)
+    root = copy_project(tmp_path)
     # one prompt per batch and longish answers: slow enough (~10 s) to be killed part-way
     common = (f"sampling.num_samples={N_GEN},generation.batch_size=1,generation.max_new_tokens=48,"
               f"generation.model_dir={project_root / 'data/06_models'}")
@@ -101,7 +91,7 @@ def test_generation_killed_midway_resumes_without_redoing_finished_prompts(tmp_p
 
 @pytest.mark.slow
 def test_judging_killed_midway_resends_nothing_already_judged(tmp_path, project_root, allow_local_http):
-    root = _project(tmp_path, project_root)
+    root = copy_project(tmp_path)
     out_dir = root / "data/07_model_output"
     out_dir.mkdir(parents=True)
     records = make_records(12)

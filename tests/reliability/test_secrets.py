@@ -9,16 +9,16 @@ import sys
 
 import pytest
 
+from tests.conftest import copy_project
 from tests.fake_judge_server import FakeJudge
 from tests.reliability.conftest import record
-from tests.reliability.test_crash_resume import _project
 
 MARKER = "hf_SECRETMARKER_do_not_leak_4c1d"
 
 
 @pytest.mark.slow
 def test_token_never_leaks_into_any_artefact(tmp_path, project_root, allow_local_http):
-    root = _project(tmp_path, project_root)
+    root = copy_project(tmp_path)
     (root / "conf/local/credentials.yml").write_text(f"hf:\n  token: {MARKER}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env["KEDRO_DISABLE_TELEMETRY"] = "1"
