@@ -43,11 +43,13 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--max-input-tokens", type=int, default=512)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-padding", type=float, default=0.5)
     parser.add_argument("--model", default=BUNDLED_SMOLLM2)
     args = parser.parse_args()
 
     client = make_client({"backend": "transformers", "model": args.model, "batch_size": args.batch_size,
-                          "device": args.device, "model_dir": str(ROOT / "data/06_models")})
+                          "device": args.device, "model_dir": str(ROOT / "data/06_models"),
+                          "max_padding": args.max_padding})
     client.load()
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens)
     convs = prompts(args.n)
@@ -68,6 +70,23 @@ def main() -> None:
     print(f"batched      : {t_batched:7.2f} s  {len(convs) / t_batched:6.2f} examples/s  {tok_b / t_batched:7.1f} tokens/s")
     print(f"speed-up: {t_single / t_batched:.2f}x  (target >= 5x on 2 CPU cores); identical outputs: {same}/{len(convs)}")
     assert same == len(convs), "batched greedy outputs differ from one-at-a-time"
+
+    # Where the time goes: prefill only (one new token), both ways. Prefill is compute-bound
+    # matrix-matrix work either way, so batching can only speed up the decode part.
+    prefill = GenerationConfig(max_new_tokens=1, max_input_tokens=args.max_input_tokens)
+    t0 = time.perf_counter()
+    for c in convs:
+        client._generate_batch([client.encode(c, prefill.max_input_tokens)], prefill)
+    p_single = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    client.generate(convs, prefill)
+    p_batched = time.perf_counter() - t0
+    d_single, d_batched = t_single - p_single, t_batched - p_batched
+    ceiling = t_single / (p_single + d_single / (d_single / d_batched)) if d_batched > 0 else float("nan")
+    print(f"prefill only : one-at-a-time {p_single:6.2f} s, batched {p_batched:6.2f} s "
+          f"({p_single / t_single:.0%} of the one-at-a-time run)")
+    print(f"decode       : one-at-a-time {d_single:6.2f} s, batched {d_batched:6.2f} s ({d_single / d_batched:.1f}x)")
+    print(f"best possible with batched decode and unpadded prefill: {ceiling:.2f}x")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ class TransformersClient:
     backend = "transformers"
 
     def __init__(self, model: str, model_dir: str | Path = "data/06_models", device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 16) -> None:
+                 dtype: str = "auto", batch_size: int = 16, max_padding: float = 1.0) -> None:
         """Args:
         model: ``bundled:smollm2-135m-instruct``, a local path, or a hub id.
         model_dir: Where the converted bundled model lives.
@@ -83,11 +83,14 @@ class TransformersClient:
         dtype: ``auto`` (bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU),
             ``float32``, ``bfloat16`` or ``float16``.
         batch_size: Prompts per ``generate`` call.
+        max_padding: Largest share of a batch's longest prompt that padding may fill
+            (1.0 = plain fixed-size batches).
         """
         self.name = model
         self._model_dir = model_dir
         self._device_req, self._dtype_req = device, dtype
         self.batch_size = max(1, int(batch_size))
+        self.max_padding = float(max_padding)
         self._model = self._tok = None
         self.device = self.dtype = None
 
@@ -95,7 +98,8 @@ class TransformersClient:
     def from_params(cls, params: Mapping[str, Any]) -> TransformersClient:
         """Build from a parameter group (``model``, ``model_dir``, ``device``, ``dtype``, ``batch_size``)."""
         return cls(params.get("model", BUNDLED_SMOLLM2), params.get("model_dir", "data/06_models"),
-                   params.get("device", "auto"), params.get("dtype", "auto"), params.get("batch_size", 16))
+                   params.get("device", "auto"), params.get("dtype", "auto"), params.get("batch_size", 16),
+                   params.get("max_padding", 1.0))
 
     def load(self) -> None:
         """Load tokenizer and model (idempotent)."""
@@ -160,8 +164,7 @@ class TransformersClient:
             except Exception as exc:  # a template that rejects this conversation
                 results[i] = ChatResult.failed(f"could not apply the chat template: {exc}")
         order = sorted(encoded, key=lambda i: (-len(encoded[i][0]), i))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+        for batch in self._batches(order, {i: len(encoded[i][0]) for i in order}):
             for i, res in zip(batch, self._generate_batch([encoded[i] for i in batch], config), strict=True):
                 results[i] = res
                 if on_result is not None:
@@ -175,6 +178,21 @@ class TransformersClient:
             for i in set(range(len(conversations))) - set(order):
                 on_result(i, final[i])
         return final
+
+    def _batches(self, order: list[int], lengths: dict[int, int]) -> list[list[int]]:
+        """Cut the length-sorted prompts into batches of at most ``batch_size``.
+
+        A batch also ends when the next prompt is shorter than ``1 - max_padding`` of the
+        batch's longest: prefill is compute-bound on CPU, and padding is paid in full.
+        """
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(batches[-1]) < self.batch_size \
+                    and lengths[i] >= (1 - self.max_padding) * lengths[batches[-1][0]]:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def _generate_batch(self, items: list[tuple[list[int], bool]], config: GenerationConfig) -> list[ChatResult]:
         import torch
