@@ -204,8 +204,8 @@ def main() -> None:
         again = judged(records, {**batch_params, "failure_threshold": 5})
         row("llm_batch rerun, threshold 5", again)
         ok = again["cache_hits"] == batch["valid"]
-        print(f"  every valid verdict from the cache ({again['cache_hits']}); {again['items_sent']} item sends, all for the {batch['unjudged']} items that had no verdict "
-              f"left unjudged were sent again -> {'OK' if ok else 'UNEXPECTED'}. "
+        print(f"  every valid verdict from the cache ({again['cache_hits']}); {again['items_sent']} item sends, "
+              f"all for the {batch['unjudged']} items that had no verdict -> {'OK' if ok else 'UNEXPECTED'}. "
               "`kedro run --pipelines threshold` re-applies a threshold with no judge at all.")
         print("\n4. kill and resume")
         kill_and_resume(records, {**base_params(url, tmp / "kill.sqlite", batch_size=4), "strategy": "llm_batch"},
