@@ -24,13 +24,11 @@ import argparse
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +40,9 @@ os.environ.pop("TRANSFORMERS_OFFLINE", None)
 import yaml  # noqa: E402
 
 from phase1b_kedro.judging import verifiable  # noqa: E402
+from phase1b_kedro.judging.cache import VerdictCache  # noqa: E402
 from phase1b_kedro.judging.strategies import score_records  # noqa: E402
+from tests.llama_server import llama_cpp_server  # noqa: E402
 
 
 def items(n: int) -> list[dict]:
@@ -82,41 +82,18 @@ def judged(records: list[dict], params: dict) -> dict:
             "unjudged": sum(v.status != "ok" for v in verdicts)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_llama_server() -> tuple[subprocess.Popen, str]:
-    from phase1b_kedro.llm.transformers_backend import bundled_gguf_path
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf_path()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("llama.cpp server did not start")
-
-
 def row(label: str, r: dict) -> None:
     print(f"  {label:<34} calls {r['calls']:>4}  calls/item {r['calls_per_item']:>5}  items sent {r['items_sent']:>4}"
           f"  cache hits {r['cache_hits']:>4}  valid {r['valid']:>4}  unjudged {r['unjudged']:>3}  wall {r['wall_s']:>7} s")
 
 
 def cached_rows(cache: Path) -> int:
+    """Verdicts in the cache file (0 before the run has created it)."""
     if not cache.is_file():
         return 0
     try:
-        with sqlite3.connect(cache, timeout=5) as db:
-            return int(db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+        with VerdictCache(cache) as db:
+            return len(db)
     except sqlite3.Error:
         return 0
 
@@ -184,8 +161,7 @@ def main() -> None:
     records = items(args.n)
     print(f"{len(records)} free-text items from the bundled test set; judge: SmolLM2-135M (Q4_1) in "
           f"llama-cpp-python's server on 2 CPU cores")
-    proc, url = start_llama_server()
-    try:
+    with llama_cpp_server(n_ctx=8192) as url:
         print("\n1. calls per item")
         single = judged(records, {**base_params(url, tmp / "single.sqlite"), "fallback": "llm_single",
                                   "strategy": "llm_single"})
@@ -210,9 +186,6 @@ def main() -> None:
         print("\n4. kill and resume")
         kill_and_resume(records, {**base_params(url, tmp / "kill.sqlite", batch_size=4), "strategy": "llm_batch"},
                         tmp)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     if args.scripted:
         scripted(args.scripted_n, 50, args.latency, tmp)
 

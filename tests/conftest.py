@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,35 +61,10 @@ def allow_local_http(monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False, raising=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def llama_server():
     """llama-cpp-python's OpenAI-compatible server on the bundled SmolLM2 GGUF, on 127.0.0.1."""
-    from phase1b_kedro.llm.transformers_backend import bundled_gguf_path
+    from tests.llama_server import llama_cpp_server
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("llama.cpp server exited at start") from None
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("llama.cpp server did not start in 60 s")
+    with llama_cpp_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from phase1b_kedro.judging.cache import VerdictCache
 from tests.conftest import copy_project
 from tests.fake_judge_server import FakeJudge, Script, parse_items
 from tests.pipelines.judging.test_pipeline import make_records
@@ -111,8 +112,8 @@ def test_judging_killed_midway_resends_nothing_already_judged(tmp_path, project_
             if not cache.is_file():
                 return 0
             try:
-                with sqlite3.connect(cache, timeout=1) as db:
-                    return int(db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+                with VerdictCache(cache) as db:
+                    return len(db)
             except sqlite3.Error:
                 return 0
 

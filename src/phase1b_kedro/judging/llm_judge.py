@@ -20,7 +20,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -90,10 +90,11 @@ class JudgeCounters:
     rounds: list[dict[str, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict with the derived rates."""
+        """Plain dict with the derived rates and the batch sizes used."""
         graded = self.canaries_correct + self.canaries_wrong
         return {
-            **{k: v for k, v in self.__dict__.items()},
+            **asdict(self),
+            "batch_sizes_used": dict(Counter(r["batch_size"] for r in self.rounds)),
             "items_per_call": round(self.items_sent / self.calls, 2) if self.calls else None,
             "parse_failure_rate": round(self.parse_failures / self.calls, 4) if self.calls else None,
             "canary_accuracy": round(self.canaries_correct / graded, 4) if graded else None,
@@ -192,16 +193,17 @@ class LLMJudge:
             chars += need
         if current:
             groups.append(current)
+        by_kind = {kind: [c for c in canary_pool if c.canary == kind] for kind in ("pass", "fail")} \
+            if canary_pool else {}
         calls = []
         for group in groups:
             members: list[JudgeItem | int] = list(group)
-            if canary_pool and self.config.canaries > 0:
+            if by_kind and self.config.canaries > 0:
                 # Both kinds in every call that has two or more: a judge that gives everything
                 # 10 (or 0) is caught only by a must-fail (must-pass) canary.
                 kinds = ["fail", "pass"] if self.config.canaries >= 2 else [rng.choice(["fail", "pass"])]
                 for k in range(self.config.canaries):
-                    kind = kinds[k % len(kinds)]
-                    pool = [c for c in canary_pool if c.canary == kind] or list(canary_pool)
+                    pool = by_kind[kinds[k % len(kinds)]] or list(canary_pool)
                     members.insert(rng.randrange(len(members) + 1), rng.choice(pool))
             judge_items = [items[m] if isinstance(m, int) else m for m in members]
             call = build_call(judge_items, self.config.max_field_chars)
@@ -317,11 +319,3 @@ def canary_pool(records: Sequence[Mapping[str, Any]], size: int, seed: int) -> l
             wrong = rng.choice(others)
             pool.append(JudgeItem(record["prompt"], record["reference"], wrong["reference"], canary="fail"))
     return pool
-
-
-def counters_summary(counters: JudgeCounters) -> dict[str, Any]:
-    """The counters as a dict, with the rounds condensed."""
-    out = counters.as_dict()
-    out["rounds"] = [dict(r) for r in counters.rounds]
-    out["batch_sizes_used"] = dict(Counter(r["batch_size"] for r in counters.rounds))
-    return out

@@ -17,6 +17,7 @@ import numpy as np
 from phase1b_kedro.embeddings import BUNDLED_MINILM, embed
 from phase1b_kedro.judging.text import rouge_l, token_f1
 from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.judging.verifiable import acceptable_answers
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,6 @@ def score_similarity(records: Sequence[Mapping[str, Any]], config: SimilarityCon
     Returns:
         One ``similarity`` verdict per record, in order.
     """
-    from phase1b_kedro.judging.verifiable import acceptable_answers
-
     config = config or SimilarityConfig()
     if not records:
         return []

@@ -20,11 +20,12 @@ from typing import Any
 
 from phase1b_kedro.judging import verifiable
 from phase1b_kedro.judging.cache import VerdictCache
-from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool, counters_summary
+from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
 from phase1b_kedro.judging.protocol import JudgeItem
 from phase1b_kedro.judging.similarity import SimilarityConfig, score_similarity
 from phase1b_kedro.judging.verdict import Verdict
 from phase1b_kedro.llm import LLMClient, make_client
+from phase1b_kedro.sampling import allocate
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ LLM_STRATEGIES = ("llm_batch", "llm_single")
 
 
 def judge_client_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``make_client`` parameters of the judge model (``judging`` group)."""
-    keys = ("backend", "model", "base_url", "concurrency", "max_retries", "timeout_s", "api_key_env",
-            "max_wait_s", "model_dir", "device", "dtype")
-    out = {k: params[k] for k in keys if params.get(k) is not None}
-    out["batch_size"] = params.get("calls_per_generate", 4)  # transformers: prompts per forward pass
-    return out
+    """The ``judging`` group as ``make_client`` parameters.
+
+    Each backend picks its own keys; only ``batch_size`` means something else here (items
+    per judge call), so the transformers backend gets ``calls_per_generate`` instead.
+    """
+    return {**params, "batch_size": params.get("calls_per_generate", 4)}
 
 
 def _to_item(record: Mapping[str, Any]) -> JudgeItem:
@@ -48,21 +49,13 @@ def _to_item(record: Mapping[str, Any]) -> JudgeItem:
 
 
 def _stratified(indices: Sequence[int], records: Sequence[Mapping[str, Any]], n: int, seed: int) -> list[int]:
-    """``n`` indices spread over categories in proportion to their size (seeded)."""
-    if n <= 0 or not indices:
-        return []
+    """``n`` indices spread over categories in proportion to their size (the sampling allocator)."""
     by_cat: dict[str, list[int]] = defaultdict(list)
     for i in indices:
         by_cat[records[i].get("category", "other")].append(i)
+    counts = allocate({c: len(m) for c, m in by_cat.items()}, n, min_per_category=1)
     rng = random.Random(seed)
-    picked: list[int] = []
-    total = len(indices)
-    for cat in sorted(by_cat):
-        members = by_cat[cat]
-        take = min(len(members), max(1, round(n * len(members) / total)))
-        picked += rng.sample(members, take)
-    rng.shuffle(picked)
-    return sorted(picked[:n])
+    return sorted(i for cat in sorted(by_cat) for i in rng.sample(by_cat[cat], counts[cat]))
 
 
 def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
@@ -109,10 +102,11 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
         for i in todo:
             verdicts[i] = Verdict.unjudged("verifiable", "no verifiable check applies to this reference")
     elif second == "similarity":
-        sim = score_similarity([records[i] for i in todo], SimilarityConfig.from_params(params.get("similarity")))
+        sim_config = SimilarityConfig.from_params(params.get("similarity"))
+        sim = score_similarity([records[i] for i in todo], sim_config)
         for i, v in zip(todo, sim, strict=True):
             verdicts[i] = v
-        stats["judge_model"] = SimilarityConfig.from_params(params.get("similarity")).model
+        stats["judge_model"] = sim_config.model
     elif todo:
         stats.update(_llm(records, todo, verdicts, params, second, client))
     stats["wall_s"] = round(time.perf_counter() - t0, 2)
@@ -141,8 +135,8 @@ def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[V
             agreement = {i: v.score for i, v in zip(sample, singles, strict=True)}
         retries = getattr(client, "retries", None)
     return {
-        "judge_model": client.describe().get("model"),
-        "judge_endpoint": client.describe().get("base_url"),
-        "llm": {**counters_summary(judge.counters), "transport_retries": retries},
+        "judge_model": judge.identity["model"],
+        "judge_endpoint": judge.identity["base_url"],
+        "llm": {**judge.counters.as_dict(), "transport_retries": retries},
         "agreement_scores": {str(records[i]["id"]): s for i, s in agreement.items()},
     }

@@ -147,11 +147,8 @@ class _ChatHandler(BaseHTTPRequestHandler):
         pass
 
 
-def test_openai_compatible_backend_against_local_http_server(monkeypatch):
+def test_openai_compatible_backend_against_local_http_server(monkeypatch, allow_local_http):
     monkeypatch.setenv("TEST_TOKEN", "secret-marker")
-    # HF_HUB_OFFLINE (set for the test session) makes InferenceClient refuse every URL.
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False, raising=False)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -62,8 +62,6 @@ def cluster_failures_node(failures: list[dict], failure_embeddings: dict[str, np
                            "text_fields": list(params.get("text_fields", ["rationale", "prompt"])),
                            "max_seq_length": params.get("max_seq_length")}
     result["wall_s"] = round(time.perf_counter() - t0, 2)
-    if result["n_clusters"] + (1 if result["n_unclustered"] else 0) == 0 and failures:
-        raise ValueError("clustering lost every failure")
     accounted = sum(c["size"] for c in result["clusters"]) + (0 if result["noise_assigned_to_nearest"]
                                                               else result["n_unclustered"])
     if accounted != len(failures):

@@ -12,10 +12,6 @@ from phase1b_kedro.llm import LLMClient, make_client
 
 logger = logging.getLogger(__name__)
 
-_CLIENT_KEYS = ("backend", "model", "base_url", "concurrency", "max_retries", "timeout_s", "api_key_env",
-                "max_wait_s", "model_dir", "device", "dtype")
-
-
 def _example(record: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(record["id"]), "category": record.get("category"), "prompt": record.get("prompt"),
             "reference": record.get("reference"), "output": record.get("output"), "score": record.get("score"),
@@ -50,7 +46,7 @@ def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[
     counters: dict[str, Any] = {"mode": "offline"}
     named = [g for g in groups if g["cluster_id"] != UNCLUSTERED]
     if params.get("llm") and named:
-        client = client or make_client({k: params[k] for k in _CLIENT_KEYS if params.get(k) is not None})
+        client = client or make_client(params)
         with VerdictCache(params.get("cache_path")) as cache:
             written, counters = llm_labels([(g, keywords[g["cluster_id"]], examples[g["cluster_id"]]) for g in named],
                                            client, params, cache)
