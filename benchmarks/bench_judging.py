@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -87,17 +86,6 @@ def row(label: str, r: dict) -> None:
           f"  cache hits {r['cache_hits']:>4}  valid {r['valid']:>4}  unjudged {r['unjudged']:>3}  wall {r['wall_s']:>7} s")
 
 
-def cached_rows(cache: Path) -> int:
-    """Verdicts in the cache file (0 before the run has created it)."""
-    if not cache.is_file():
-        return 0
-    try:
-        with VerdictCache(cache) as db:
-            return len(db)
-    except sqlite3.Error:
-        return 0
-
-
 def worker(params_path: str, records_path: str) -> None:
     """Subprocess body for the kill test."""
     params = json.loads(Path(params_path).read_text())
@@ -111,11 +99,11 @@ def kill_and_resume(records: list[dict], params: dict, tmp: Path) -> None:
     proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tmp / "p.json"), str(tmp / "r.json")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cache = Path(params["cache_path"])
-    while cached_rows(cache) == 0 and proc.poll() is None:
+    while VerdictCache.count(cache) == 0 and proc.poll() is None:
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = cached_rows(cache)
+    done = VerdictCache.count(cache)
     print(f"  killed (SIGKILL) with {done} of {len(records)} verdicts in the cache")
     r = judged(records, params)
     row("rerun after the kill", r)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -107,19 +106,9 @@ def test_judging_killed_midway_resends_nothing_already_judged(tmp_path, project_
                        base + ",judging.cache_path=data/ref_cache.sqlite", env=env))
         reference = _lines(out_dir / "judge_scores.jsonl")
         cache = root / "data/07_model_output/judge_cache.sqlite"
-
-        def cached() -> int:
-            if not cache.is_file():
-                return 0
-            try:
-                with VerdictCache(cache) as db:
-                    return len(db)
-            except sqlite3.Error:
-                return 0
-
         proc = _kedro(root, "--pipelines", "judging", "--env", "judge_70b", "--params", base, env=env)
-        _kill_when(proc, lambda: cached() >= 4)
-        finished = cached()
+        _kill_when(proc, lambda: VerdictCache.count(cache) >= 4)
+        finished = VerdictCache.count(cache)
         before = len(judge.requests)
         _finish(_kedro(root, "--pipelines", "judging", "--env", "judge_70b", "--params", base, env=env))
         resent = [i["output"] for r in judge.requests[before:] for i in parse_items(r["body"]["messages"])]

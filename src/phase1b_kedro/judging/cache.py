@@ -99,6 +99,20 @@ class VerdictCache:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
 
+    @classmethod
+    def count(cls, path: str | Path) -> int:
+        """Verdicts in the cache file at ``path``; 0 while it does not exist or is locked.
+
+        For watching a run from outside (benchmarks, tests): never creates the file.
+        """
+        if not Path(path).is_file():
+            return 0
+        try:
+            with cls(path) as cache:
+                return len(cache)
+        except sqlite3.Error:
+            return 0
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
