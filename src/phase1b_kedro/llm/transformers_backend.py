@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from phase1b_kedro.llm import static_batch
 from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages, ResultCallback
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class TransformersClient:
         self.batch_size = max(1, int(batch_size))
         self.max_padding = float(max_padding)
         self._model = self._tok = None
+        self._static: bool | None = None  # whether static_batch serves this model (known once loaded)
         self.device = self.dtype = None
 
     @classmethod
@@ -195,13 +197,53 @@ class TransformersClient:
         return batches
 
     def _generate_batch(self, items: list[tuple[list[int], bool]], config: GenerationConfig) -> list[ChatResult]:
+        """Answer one batch; an exception fails the batch's items, never the run."""
+        t0 = time.perf_counter()
+        try:
+            decoded = self._decode([ids for ids, _ in items], config)
+        except Exception as exc:  # OOM, a CUDA error...: the batch's items fail, the run goes on
+            logger.warning("generation failed for a batch of %d: %s", len(items), exc)
+            return [ChatResult.failed(f"{type(exc).__name__}: {exc}", time.perf_counter() - t0) for _ in items]
+        took = time.perf_counter() - t0
+        return [ChatResult(
+            text=self.tokenizer.decode(new, skip_special_tokens=True).strip(),
+            tokens_in=len(ids),
+            tokens_out=len(new),
+            finish_reason=finish,
+            latency_s=round(took / len(items), 4),  # the batch's time, shared equally
+            truncated_input=truncated,
+        ) for (new, finish), (ids, truncated) in zip(decoded, items, strict=True)]
+
+    def _decode(self, prompts: list[list[int]], config: GenerationConfig) -> list[tuple[list[int], str]]:
+        """New tokens (end-of-sequence excluded) and finish reason per prompt.
+
+        Models with a plain full-attention KV cache take :mod:`~phase1b_kedro.llm.static_batch`
+        (tight prefill, static cache, finished rows dropped); others ``model.generate`` on a
+        left-padded batch.
+        """
+        import torch
+
+        model, tok = self.model, self.tokenizer
+        eos = frozenset(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
+        if self._static is None:
+            self._static = static_batch.supports(model)
+        with torch.inference_mode():
+            if self._static:
+                return static_batch.generate_batch(model, prompts, static_batch.Decoding(
+                    max_new_tokens=config.max_new_tokens, eos_ids=eos,
+                    temperature=config.temperature, top_p=config.top_p, seed=config.seed))
+            return self._decode_padded(prompts, config, eos)
+
+    def _decode_padded(self, prompts: list[list[int]], config: GenerationConfig,
+                       eos: frozenset[int]) -> list[tuple[list[int], str]]:
+        """``model.generate`` on one left-padded batch (models ``static_batch`` does not support)."""
         import torch
 
         tok, model = self.tokenizer, self.model
-        width = max(len(ids) for ids, _ in items)
+        width = max(len(ids) for ids in prompts)
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in items], device=self.device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in items], device=self.device)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "pad_token_id": pad,
@@ -212,28 +254,12 @@ class TransformersClient:
             torch.manual_seed(config.seed)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        t0 = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        except Exception as exc:  # OOM, a CUDA error...: the batch's items fail, the run goes on
-            logger.warning("generation failed for a batch of %d: %s", len(items), exc)
-            return [ChatResult.failed(f"{type(exc).__name__}: {exc}", time.perf_counter() - t0) for _ in items]
-        took = time.perf_counter() - t0
-        eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
-        results = []
-        for row, (ids, truncated) in zip(out[:, width:].tolist(), items, strict=True):
+        out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        decoded = []
+        for row in out[:, width:].tolist():
             stop_at = next((k for k, t in enumerate(row) if t in eos), None)
-            new = row if stop_at is None else row[:stop_at]
-            results.append(ChatResult(
-                text=tok.decode(new, skip_special_tokens=True).strip(),
-                tokens_in=len(ids),
-                tokens_out=len(new),
-                finish_reason="stop" if stop_at is not None else "length",
-                latency_s=round(took / len(items), 4),  # the batch's time, shared equally
-                truncated_input=truncated,
-            ))
-        return results
+            decoded.append((row, "length") if stop_at is None else (row[:stop_at], "stop"))
+        return decoded
 
 
 def _as_list(value: Any) -> list[int]:
