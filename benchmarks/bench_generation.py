@@ -67,13 +67,14 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=defaults["max_new_tokens"])
     parser.add_argument("--max-input-tokens", type=int, default=512)
     parser.add_argument("--max-padding", type=float, default=defaults.get("max_padding", 1.0))
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default=defaults.get("device", "auto"))
+    parser.add_argument("--dtype", default=defaults.get("dtype", "auto"))
     parser.add_argument("--model", default=BUNDLED_SMOLLM2)
     parser.add_argument("--skip-breakdown", action="store_true", help="skip the prefill-only runs")
     args = parser.parse_args()
 
     client = make_client({"backend": "transformers", "model": args.model, "batch_size": args.batch_size,
-                          "device": args.device, "model_dir": str(ROOT / "data/06_models"),
+                          "device": args.device, "dtype": args.dtype, "model_dir": str(ROOT / "data/06_models"),
                           "max_padding": args.max_padding})
     client.load()
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens)

@@ -12,7 +12,7 @@ tokens, 64 new tokens; see ``benchmarks/bench_generation.py``):
 ``generate_batch`` below prefills the prompts in small groups of similar length, writes
 their keys and values into one ``StaticCache`` (right-aligned, so every row's next token
 lands in the same column), and decodes the batch one token per step with the model's own
-forward, dropping the rows that have stopped once a quarter of the batch has. Greedy outputs
+forward, dropping the rows that have stopped once an eighth of the batch has. Greedy outputs
 match one-at-a-time ``generate`` (the benchmark and the tests assert it). transformers'
 own continuous batching (``generate_batch`` with paged attention) took 49 s on the same
 workload where this takes 21 s, so it is not used on CPU.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: A decode batch is compacted (finished rows dropped) once this share of it has stopped.
-COMPACT_AT = 0.25
+COMPACT_AT = 0.125
 
 
 @dataclass(frozen=True)
