@@ -20,13 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from phase1b_kedro.llm import GenerationConfig, make_client  # noqa: E402
-from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2, _as_list  # noqa: E402
+from phase1b_kedro.llm.static_batch import cut_at_eos  # noqa: E402
+from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2  # noqa: E402
 from phase1b_kedro.records import FieldConfig, Normalised, normalise  # noqa: E402
 
 
@@ -44,10 +46,7 @@ def prompts(n: int) -> list[list[dict]]:
 
 def one_at_a_time(client, convs: list, config: GenerationConfig) -> tuple[list[list[int]], float]:
     """Baseline: one plain ``model.generate`` call per prompt; returns new tokens (EOS cut) and seconds."""
-    import torch
-
     model, tok = client.model, client.tokenizer
-    eos = {tok.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
     outs, t0 = [], time.perf_counter()
     for conv in convs:
         ids, _ = client.encode(conv, config.max_input_tokens)
@@ -55,7 +54,7 @@ def one_at_a_time(client, convs: list, config: GenerationConfig) -> tuple[list[l
             row = model.generate(input_ids=torch.tensor([ids], device=client.device), max_new_tokens=config.max_new_tokens,
                                  do_sample=False, temperature=None, top_p=None, top_k=None,
                                  pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
-        outs.append(row[:next((k for k, t in enumerate(row) if t in eos), len(row))])
+        outs.append(cut_at_eos(row, client.eos_ids)[0])
     return outs, time.perf_counter() - t0
 
 
@@ -80,7 +79,7 @@ def main() -> None:
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens)
     convs = prompts(args.n)
     lengths = sorted(len(client.encode(c, config.max_input_tokens)[0]) for c in convs)
-    print(f"model {args.model} on {client.device} ({client.dtype}), {torch_threads()} threads; {len(convs)} prompts "
+    print(f"model {args.model} on {client.device} ({client.dtype}), {torch.get_num_threads()} threads; {len(convs)} prompts "
           f"({lengths[0]}-{lengths[-1]} tokens, mean {sum(lengths) / len(lengths):.0f}); "
           f"max_new_tokens={args.max_new_tokens}, batch_size={args.batch_size}, max_padding={args.max_padding}")
 
@@ -113,12 +112,6 @@ def main() -> None:
           f"({p_single / t_single:.0%} of the one-at-a-time run)")
     print(f"decode       : one-at-a-time {d_single:6.2f} s, batched {d_batched:6.2f} s "
           f"({d_single / max(d_batched, 1e-9):.1f}x)")
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 if __name__ == "__main__":

@@ -78,6 +78,22 @@ def prefill_groups(lengths: Sequence[int], max_tokens: int, max_padding: float) 
     return groups
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Any, Any]:
+    """``input_ids`` and ``attention_mask`` of the prompts left-padded to the longest."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    return ids, mask
+
+
+def cut_at_eos(row: Sequence[int], eos_ids: frozenset[int]) -> tuple[list[int], str]:
+    """A generated row up to its first end-of-sequence token, and ``stop`` or ``length``."""
+    stop_at = next((k for k, t in enumerate(row) if t in eos_ids), None)
+    return (list(row), "length") if stop_at is None else (list(row[:stop_at]), "stop")
+
+
 def row_seed(seed: int, prompt: Sequence[int]) -> int:
     """Sampling seed of one prompt: the same prompt and seed draw the same tokens in any batch."""
     digest = hashlib.blake2b(repr((seed, list(prompt))).encode(), digest_size=8).digest()
@@ -150,8 +166,7 @@ def _prefill(model: Any, cache: Any, prompts: Sequence[Sequence[int]], width: in
     last_logits: list[Any] = [None] * n
     for group in prefill_groups([len(p) for p in prompts], decoding.prefill_tokens, decoding.prefill_padding):
         w = len(prompts[group[0]])
-        ids = torch.tensor([[0] * (w - len(prompts[r])) + list(prompts[r]) for r in group], device=device)
-        mask = torch.tensor([[0] * (w - len(prompts[r])) + [1] * len(prompts[r]) for r in group], device=device)
+        ids, mask = left_pad([prompts[r] for r in group], 0, device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         group_cache = DynamicCache()
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=group_cache,

@@ -140,6 +140,11 @@ class TransformersClient:
         self.load()
         return self._model
 
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        """Token ids that end an answer: the model's generation config's and the tokenizer's."""
+        return frozenset(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+
     def describe(self) -> dict[str, Any]:
         """Model, backend, device and dtype."""
         return {"model": self.name, "backend": self.backend, "device": self.device, "dtype": self.dtype}
@@ -223,8 +228,7 @@ class TransformersClient:
         """
         import torch
 
-        model, tok = self.model, self.tokenizer
-        eos = frozenset(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
+        model, eos = self.model, self.eos_ids
         if self._static is None:
             self._static = static_batch.supports(model)
         with torch.inference_mode():
@@ -239,11 +243,8 @@ class TransformersClient:
         """``model.generate`` on one left-padded batch (models ``static_batch`` does not support)."""
         import torch
 
-        tok, model = self.tokenizer, self.model
-        width = max(len(ids) for ids in prompts)
-        pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
+        pad = self.tokenizer.pad_token_id
+        input_ids, mask = static_batch.left_pad(prompts, pad, self.device)
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "pad_token_id": pad,
@@ -254,12 +255,8 @@ class TransformersClient:
             torch.manual_seed(config.seed)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        out = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        decoded = []
-        for row in out[:, width:].tolist():
-            stop_at = next((k for k, t in enumerate(row) if t in eos), None)
-            decoded.append((row, "length") if stop_at is None else (row[:stop_at], "stop"))
-        return decoded
+        out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        return [static_batch.cut_at_eos(row, eos) for row in out[:, input_ids.shape[1]:].tolist()]
 
 
 def _as_list(value: Any) -> list[int]:

@@ -59,12 +59,11 @@ def plain_generate(client, prompt: str, max_new_tokens: int) -> list[int]:
     import torch
 
     ids, _ = client.encode([{"role": "user", "content": prompt}], 512)
-    eos = {client.tokenizer.eos_token_id, client.model.generation_config.eos_token_id}
     with torch.inference_mode():
         row = client.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False,
                                     temperature=None, top_p=None, top_k=None,
                                     pad_token_id=client.tokenizer.pad_token_id)[0, len(ids):].tolist()
-    return row[:next((k for k, t in enumerate(row) if t in eos), len(row))]
+    return static_batch.cut_at_eos(row, client.eos_ids)[0]
 
 
 def test_static_batch_matches_plain_generate_with_rows_dropped_midway(client):
@@ -73,10 +72,9 @@ def test_static_batch_matches_plain_generate_with_rows_dropped_midway(client):
 
     assert static_batch.supports(client.model)
     prompts = [client.encode([{"role": "user", "content": p}], 512)[0] for p in MIXED]
-    eos = frozenset({client.tokenizer.eos_token_id})
     with torch.inference_mode():
         got = static_batch.generate_batch(client.model, prompts, static_batch.Decoding(
-            max_new_tokens=24, eos_ids=eos, prefill_tokens=512))
+            max_new_tokens=24, eos_ids=client.eos_ids, prefill_tokens=512))
     want = [plain_generate(client, p, 24) for p in MIXED]
     assert [tokens for tokens, _ in got] == want
     finishes = [finish for _, finish in got]
