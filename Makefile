@@ -34,7 +34,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
 
-setup: $(BIN)/.installed
+# Code with tests is judged by running it inside bubblewrap (Debian's bubblewrap, plus
+# util-linux's prlimit for the limits); installed here when missing, like Chromium.
+/usr/bin/bwrap:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq bubblewrap
+
+setup: $(BIN)/.installed /usr/bin/bwrap
 
 run: setup
 	$(BIN)/kedro run

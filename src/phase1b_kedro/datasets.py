@@ -59,9 +59,20 @@ class RawBytesDataset(_LocalFileDataset):
 class JSONLinesDataset(_LocalFileDataset):
     """A list of dicts stored as JSON Lines (UTF-8, one object per line, atomic save)."""
 
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None, missing_ok: bool = False) -> None:
+        """Args:
+        filepath: Local path of the file.
+        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+        missing_ok: Load a missing file as an empty list (optional inputs such as human labels).
+        """
+        super().__init__(filepath, metadata)
+        self._missing_ok = missing_ok
+
     def load(self) -> list[dict]:
         """Parse every non-blank line; a malformed line is an error naming its number."""
         path = Path(self._filepath)
+        if not path.is_file() and self._missing_ok:
+            return []
         if not path.is_file():
             raise DatasetError(f"File not found: {path}")
         records = []

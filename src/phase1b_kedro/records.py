@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from phase1b_kedro.code_tests import extract_tests
+
 CATEGORIES: tuple[str, ...] = ("math", "code", "reasoning", "creative", "qa", "other")
 FORMATS: tuple[str, ...] = ("prompt_response", "alpaca", "chat", "sharegpt", "evals")
 
@@ -149,6 +151,9 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
         meta["source_meta"] = obj["meta"]
     if acceptable is not None:
         meta["acceptable"] = acceptable
+    tests = extract_tests(obj)
+    if tests is not None:
+        meta["tests"] = tests
 
     raw_id = _first_present(obj, cfg.id_fields)
     if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):

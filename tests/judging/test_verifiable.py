@@ -1,13 +1,19 @@
-"""Each verifiable rule: numbers, fractions, choices, acceptable lists, yes/no, true/false."""
+"""The verifiable rules, including every case of issue 12 with its right value.
+
+Each case stands for a kind: other spellings of the same value, other markers, other option
+layouts are tested next to the example.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from phase1b_kedro.judging.text import final_answer, find_numbers, normalise_answer, parse_number, rouge_l, token_f1
-from phase1b_kedro.judging.verifiable import check
+from phase1b_kedro.judging.text import last_number, normalise_answer, rouge_l, token_f1
+from phase1b_kedro.judging.verifiable import check, reference_answer, structured
 
 MC = "Which one?\nA. Specific tone\nB. Elapsed time\nC. Amplitude\nD. A two-tone signal\n"
+INLINE = "Why did Kai do this? A: Model for Kai; B: get the perfect shot; C: take pictures."
+GSM_REF = ("The shop paid 6000 for the stock.\nIt sold it for 9000.\nProfit = 9000 - 6000 = 3000\n#### 3000")
 
 
 def verdict(output: str, reference: str, prompt: str = "q", acceptable: list[str] | None = None):
@@ -15,84 +21,199 @@ def verdict(output: str, reference: str, prompt: str = "q", acceptable: list[str
                   "meta": {"acceptable": acceptable} if acceptable else {}})
 
 
-@pytest.mark.parametrize(("output", "reference", "score"), [
-    ("The answer is 7,473.", "7473", 10),              # thousands separator
-    ("so we get 7470", "7473", 0),                      # last number, wrong
-    ("It is \\frac{10000}{3} m^3", "10000/3", 10),      # LaTeX fraction vs plain fraction
-    ("3333.3333333", "10000/3", 10),                    # decimal of a fraction, within tolerance
-    ("-992", "-992.00", 10),                            # decimals written out
-    ("About $1,200.50 in total", "1200.5", 10),         # currency stripped
-    ("Final answer: 45%", "45", 10),                    # percent
-    ("12 cm", "12", 10),                                # unit stripped
-    ("First 3, then 4. #### 12", "12", 10),             # GSM8K marker beats the last number
-    ("The answer is 5. Check: 5 + 7 = 12", "5", 10),    # stated answer beats the last number
-    ("I do not know", "42", 0),                         # no number at all: a confident fail
+def score(*args, **kwargs) -> float:
+    v = verdict(*args, **kwargs)
+    assert v is not None, args
+    return v.score
+
+
+# ----------------------------------------------------------------------------- issue 12: wrong passes
+@pytest.mark.parametrize(("output", "reference", "expected"), [
+    ("0b00000110", "0b00000100", 0),            # both used to read as the number 0
+    ("0b00000100", "0b00000100", 10),
+    ("0b100", "4", 10), ("0x1F", "31", 10), ("0o17", "15", 10), ("0xff", "0xFF", 10), ("0x10", "0x11", 0),
 ])
-def test_numbers(output, reference, score):
+def test_literals_in_other_bases_compare_by_value(output, reference, expected):
     v = verdict(output, reference)
-    assert v is not None and v.rule == "number" and v.score == score, v
+    assert v.rule == "math" and v.score == expected, v
 
 
-@pytest.mark.parametrize(("output", "reference", "prompt", "score"), [
-    ("B", "A", MC, 0),
-    ("The answer is (A) Specific tone", "A", MC, 10),
-    ("I pick Elapsed time.", "B", MC, 10),                                   # option text
-    ("the correct answer is \\textbf{(B)}", "the correct answer is (B)", "(A) one\n(B) two\n(C) three", 10),
-    ("c) Polymerase chain reaction", "c) Polymerase chain reaction", "a) EIA\nb) Culture\nc) Polymerase chain reaction", 10),
-    ("d) Mean - Mode/ SD", "b) Mean - Mode/ SD", "a) x\nb) Mean - Mode/ SD\nc) y\nd) Mean - Mode/ SD", 0),
-    ("A", "The final answer is: B", "Options: A) greed B) patience C) luck", 0),  # inline options
+@pytest.mark.parametrize(("output", "reference", "expected"), [
+    ("the final answer is: (739)", "the final answer is: (628)", 0),    # was 8.3 by similarity
+    ("the final answer is: (628)", "the final answer is: (628)", 10),
+    ("The final answer is 628.", "the final answer is: (628)", 10),
+    ("[O(n^2)]", "[O(n)]", 0),                                            # was 9.2 by similarity
+    ("[O(n)]", "[O(n)]", 10),
+    ("The complexity is [O(n)]", "[O(n)]", 10),
 ])
-def test_choice_letters(output, reference, prompt, score):
-    v = verdict(output, reference, prompt)
-    assert v is not None and v.rule == "choice" and v.score == score, v
-
-
-def test_choice_without_a_single_letter_defers():
-    assert verdict("Could be A or maybe (B) or (C)", "A", MC) is None or verdict("Could be (A) or (B)", "A", MC) is None
-
-
-@pytest.mark.parametrize(("output", "reference", "score"), [
-    ("Yes.", "Yes.", 10),
-    ("No, it will not match.", "Yes.", 0),
-    ("The statement is true.", "true", 10),
-    ("False", "true", 0),
-    ("Answer: no", "No", 10),
-])
-def test_yes_no_true_false(output, reference, score):
+def test_short_answers_differing_in_one_token_never_go_to_similarity(output, reference, expected):
     v = verdict(output, reference)
-    assert v is not None and v.rule == "boolean" and v.score == score, v
+    assert v.source == "verifiable" and v.score == expected, v
 
 
-def test_yes_and_no_together_defers():
-    assert verdict("Yes or no, hard to say", "Yes") is None
+def test_json_answers_compare_as_parsed_json():
+    ref = '[{"op": "replace", "path": "/a/b", "value": 2}]'
+    assert score('[{"op": "replace", "path": "/a/c", "value": 2}]', ref) == 0       # other path: was 8.2
+    assert score('[{"path": "/a/b", "value": 2, "op": "replace"}]', ref) == 10      # key order is not meaning
+    assert score('Here is the patch:\n```json\n[{"op":"replace","path":"/a/b","value":2}]\n```', ref) == 10
+    assert score('{"a": [1, 2]}', '{"a": [2, 1]}') == 0                              # list order is meaning
+    v = verdict("I would replace the value at /a/b with 2.", ref)
+    assert v.rule == "json" and v.score == 0 and not v.confident                   # no JSON: an LLM may decide
+
+
+def test_multiline_records_compare_as_structured_text():
+    ref = 'name: "Alice"\nid: 7\nemail: "alice@example.com"'
+    assert score('name: "Alice"\nid: 8\nemail: "bob@example.com"', ref) == 0          # other fields: was 7.9
+    assert score('name:   "Alice"\n  id: 7\nemail: "alice@example.com"\n', ref) == 10  # whitespace only
+    assert verdict('name: "Alice"\nid: 8', ref).rule == "structured_text"
+
+
+def test_sql_missing_its_group_by_fails():
+    ref = "SELECT name, count(*) FROM singer GROUP BY name"
+    assert score("SELECT name, count(*) FROM singer", ref) == 0                      # was 7.2 by similarity
+    assert score("select name , COUNT(*) from singer group by name;", ref) == 10     # case, spaces, ';'
+    assert score("Here is the query:\n\n```sql\nSELECT name, count(*)\nFROM singer\nGROUP BY name\n```", ref) == 10
+    assert score("SELECT count(*) FROM singer WHERE age > 20", "SELECT count(*) FROM singer") == 0  # no prefix match
+
+
+# ----------------------------------------------------------------------------- issue 12: public bug reports
+@pytest.mark.parametrize("output", [
+    "\\boxed{9{,}500}", "the answer is $9{,}500.", "\\boxed{9\\,500}", "The answer is 9,500.", "$\\boxed{9500}$",
+    "#### 9,500", "Answer: 9500.00",
+])
+def test_thousands_separators_in_every_spelling(output):
+    v = verdict(output, "9500")
+    assert v.rule == "math" and v.score == 10, v
+
+
+def test_signs_of_latex_fractions_are_kept():
+    assert score("... so the answer is \\boxed{-\\frac{1}{2}}.", "\\frac{1}{2}") == 0  # used to pass
+    assert score("\\boxed{-\\frac{1}{2}}", "-\\frac{1}{2}") == 10                       # used to fail
+    assert score("The answer is $-\\dfrac12$.", "-0.5") == 10
+    assert score("\\boxed{\\frac{-1}{2}}", "-\\frac{1}{2}") == 10
+    assert score("The answer is \\(\\frac{1}{2}\\)", "-\\frac{1}{2}") == 0
+
+
+def test_reasoning_blocks_are_not_graded():
+    out = "<think>Maybe it is \\boxed{5}? No, let me recount: 3 + 4 = 7.</think>\nThe answer is 7."
+    assert score(out, "7") == 10
+    assert score("<thinking>The answer is 7.</thinking>\nSo the answer is 5.", "7") == 0
+    assert score("<|begin_of_thought|>\\boxed{7}<|end_of_thought|> Final answer: 8", "7") == 0
+    unclosed = verdict("<think>I think it is \\boxed{7} but let me check", "7")
+    assert unclosed.rule == "no_answer" and unclosed.score == 0 and unclosed.answer is None
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ("ANSWER: $A$", 10), ("ANSWER: **A**", 10), ("ANSWER: A", 10), ("Answer: (A)", 10), ("The answer is \\boxed{A}", 10),
+    ("ANSWER: $B$", 0), ("ANSWER: **C**", 0), ("The correct option is (D).", 0), ("A", 10), ("(B)", 0),
+])
+def test_option_letters_in_every_wrapping(output, expected):
+    v = verdict(output, "A", MC)
+    assert v.rule == "choice" and v.score == expected, v
+
+
+def test_gsm8k_worked_solution_reference():
+    assert reference_answer(GSM_REF) == "3000"
+    assert score("Revenue was 9000 and cost 6000, so the profit is $3,000.", GSM_REF) == 10
+    assert score("Revenue was 9000 and cost 4500, so the profit is $4,500.", GSM_REF) == 0   # both were 8.04
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ("The answer is A.", 10), ("A", 10), ("Model for Kai", 10), ("The answer is B.", 0), ("get the perfect shot", 0),
+])
+def test_inline_options(output, expected):
+    v = verdict(output, "A", INLINE)
+    assert v.rule == "choice" and v.score == expected, v                                  # "The answer is A." was 3.8
+
+
+@pytest.mark.parametrize("prompt", [
+    "Pick one.\n(A) red\n(B) green\n(C) blue", "Pick one.\nA) red\nB) green\nC) blue", "Pick one.\nA: red\nB: green\nC: blue",
+    "Pick one.\n[A] red\n[B] green\n[C] blue", "Pick one.\na. red\nb. green\nc. blue", "Pick one: (A) red (B) green (C) blue",
+    "Pick one: A) red; B) green; C) blue.",
+])
+def test_every_option_layout(prompt):
+    assert score("The answer is (B).", "B", prompt) == 10
+    assert score("green", "B", prompt) == 10
+    assert score("The answer is C", "B", prompt) == 0
+
+
+def test_choice_letter_and_text_must_agree():
+    prompt = "a) EIA\nb) Culture\nc) Polymerase chain reaction"
+    assert score("c) Polymerase chain reaction", "c) Polymerase chain reaction", prompt) == 10
+    assert score("The answer is c) Culture.", "c) Polymerase chain reaction", prompt) == 0  # letter c, text of b
+
+
+def test_choice_several_or_no_letters():
+    assert score("The answer is A and C", "A", MC) == 0
+    v = verdict("It could be either of them, hard to tell.", "A", MC)
+    assert v.score == 0 and v.rule == "choice" and not v.confident
+
+
+# ----------------------------------------------------------------------------- the other rules
+@pytest.mark.parametrize(("output", "reference", "expected"), [
+    ("The answer is 7,473.", "7473", 10), ("so we get 7470", "7473", 0), ("It is \\frac{10000}{3} m^3", "10000/3", 10),
+    ("3333.3333333", "10000/3", 10), ("-992", "-992.00", 10), ("About $1,200.50 in total", "1200.5", 10),
+    ("Final answer: 45%", "45", 10), ("12 cm", "12", 10), ("First 3, then 4. #### 12", "12", 10),
+    ("The answer is 5. Check: 5 + 7 = 12", "5", 10), ("I do not know", "42", 0),
+    ("\\{1, 2\\}", "\\{2,1\\}", 10), ("x^2 + 1", "1 + x^2", 10), ("[1, 3)", "[1,3)", 10),
+])
+def test_math_by_value(output, reference, expected):
+    v = verdict(output, reference)
+    assert v.rule == "math" and v.score == expected, v
+
+
+@pytest.mark.parametrize(("output", "reference", "expected"), [
+    ("Yes.", "Yes.", 10), ("No, it will not match.", "Yes.", 0), ("The statement is true.", "true", 10),
+    ("False", "true", 0), ("Answer: no", "No", 10),
+])
+def test_yes_no_true_false(output, reference, expected):
+    v = verdict(output, reference)
+    assert v.rule == "boolean" and v.score == expected, v
+
+
+def test_yes_and_no_together_is_not_a_pass():
+    v = verdict("Yes or no, hard to say", "Yes")
+    assert v.score == 0 and not v.confident
 
 
 def test_acceptable_answers_any_matches():
-    assert verdict("Paris, France", "Paris", acceptable=["Paris, France"]).score == 10
-    assert verdict("12", "twelve", acceptable=["twelve", "12"]).score == 10
+    assert score("Paris, France", "Paris", acceptable=["Paris, France"]) == 10
+    assert score("12", "twelve", acceptable=["twelve", "12"]) == 10
 
 
-def test_short_text_exact_and_labels():
-    assert verdict("The Information.", "information").score == 10           # case, article, punctuation
-    assert verdict("Warning", "Information").score == 0                     # two labels differ
-    assert verdict("This log line reports that a disk is about to fail", "Information") is None  # defer
-    assert verdict("It is not Information", "Information") is None          # negation never passes
+def test_short_text():
+    assert score("The Information.", "information") == 10                # case, article, punctuation
+    assert score("Warning", "Information") == 0                          # two labels differ
+    assert score("It is not Information", "Information") == 0            # negation never passes
+    long_miss = verdict("This log line reports that a disk is about to fail", "Information")
+    assert long_miss.score == 0 and not long_miss.confident              # an LLM fallback may overturn it
+    assert score("ANSWER: A", "A") == 10                                 # "A" is a letter, not an article
 
 
 def test_symbolic_answers_keep_their_symbols():
-    assert verdict("5 4 * * *", "5 4 * * *").score == 10
-    assert verdict("5 4 * *", "5 4 * * *") is None
+    assert score("5 4 * * *", "5 4 * * *") == 10
+    assert score("5 4 * *", "5 4 * * *") == 0
+    assert score("(stack 16)", "(stack 16)") == 10 and score("(stack 15)", "(stack 16)") == 0
 
 
-def test_long_references_defer():
-    assert verdict("def add(x, y): return x - y", "    return x + y\n") is None
+def test_long_free_text_and_poems_go_to_similarity():
+    poem = "Neon hums alone\nthe last train sighs through the dark\nwindows full of rain"
+    assert not structured(poem)
+    assert verdict("A haiku about trains.", poem) is None
+    assert verdict("Anything", "The fox learned that patience pays off, and friendship matters more than food.") is None
+
+
+def test_verdict_carries_the_extracted_answers():
+    v = verdict("Work... so the answer is \\boxed{42}.", "#### 42")
+    assert (v.answer, v.expected) == ("42", "42")
 
 
 def test_text_helpers():
     assert normalise_answer("  The  Cat, sat! ") == "cat sat"
-    assert [float(x) for x in find_numbers("1,234.5 and 3/4 and -2")] == [1234.5, 0.75, -2.0]
-    assert parse_number("$1,000") == 1000 and parse_number("12 apples and pears") is None
-    assert final_answer("blah \\boxed{42} more") == "42"
-    assert final_answer("no commitment here") is None
+    assert normalise_answer("A", keep_articles=True) == "a"
+    assert last_number("1,234.5 and 3/4 and -2") == "-2"
+    assert last_number("profit is $3,000.") == "3,000"
+    assert last_number("so -\\frac{1}{2}") == "-\\frac{1}{2}"
+    assert last_number("no numbers") is None
     assert token_f1("the cat sat", "cat sat down") == pytest.approx(0.8)
     assert rouge_l("w x y z", "w y z") == pytest.approx(2 * (3 / 4) * 1 / (3 / 4 + 1))

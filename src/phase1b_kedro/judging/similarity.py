@@ -82,6 +82,7 @@ def score_similarity(records: Sequence[Mapping[str, Any]], config: SimilarityCon
         assert best is not None
         score, parts = round(best[0], 3), best[1]
         verdicts.append(Verdict(score, "similarity", rule="similarity", details=parts,
-                                rationale=f"cosine {parts['cosine']:.2f}, token F1 {parts['token_f1']:.2f}, "
+                                rationale=f"similarity score {score:.1f}/10 (a long free-text reference): "
+                                          f"cosine {parts['cosine']:.2f}, token F1 {parts['token_f1']:.2f}, "
                                           f"ROUGE-L {parts['rouge_l']:.2f}"))
     return verdicts

@@ -1,9 +1,13 @@
 """Judge strategies behind one entry point, :func:`score_records`.
 
-- ``verifiable``: deterministic checks; items no check is confident about are ``unjudged``.
+- ``verifiable``: code run against its tests in a sandbox (:mod:`.execution`), then the
+  deterministic checks (:mod:`.verifiable`); long free-text references are ``unjudged``.
 - ``similarity``: embedding cosine + token F1 + ROUGE-L (no API calls).
 - ``llm_batch`` / ``llm_single``: an LLM judge through the shared client interface.
-- ``hybrid``: ``verifiable`` where confident, else ``fallback`` (any of the three above).
+- ``hybrid``: ``verifiable`` first. Long free-text references go to ``fallback`` (any of the
+  three above); a deterministic fail that is not confident (no comparable answer found,
+  structured text that differs) goes to the fallback only when it is an LLM: short and
+  structured references are never judged by similarity.
 
 Before any strategy: a record whose generation failed is ``unjudged`` (the model never
 answered, which says nothing about its ability), and an empty answer scores 0.
@@ -14,14 +18,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from phase1b_kedro.judging import verifiable
+from phase1b_kedro.judging import execution, verifiable
 from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
 from phase1b_kedro.judging.protocol import JudgeItem
+from phase1b_kedro.judging.sandbox import Sandbox
 from phase1b_kedro.judging.similarity import SimilarityConfig, score_similarity
 from phase1b_kedro.judging.verdict import Verdict
 from phase1b_kedro.llm import LLMClient, make_client
@@ -58,6 +63,36 @@ def _stratified(indices: Sequence[int], records: Sequence[Mapping[str, Any]], n:
     return sorted(i for cat in sorted(by_cat) for i in rng.sample(by_cat[cat], counts[cat]))
 
 
+def _execute(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
+             params: Mapping[str, Any] | None) -> tuple[list[int], dict[str, Any]]:
+    """Judge records that carry tests by running them in the sandbox; return what is left.
+
+    Code is never run unsandboxed: when execution is off or the sandbox does not work here,
+    those records go on to the other rules and the summary says why.
+    """
+    config = execution.ExecutionConfig.from_params(params)
+    with_tests = [i for i in todo if (records[i].get("meta") or {}).get("tests")]
+    info: dict[str, Any] = {"enabled": config.enabled, "items_with_tests": len(with_tests), "executed": 0}
+    if not with_tests:
+        return todo, info
+    if not config.enabled:
+        info["not_run"] = "judging.execution.enabled is false: code with tests judged by the other rules"
+        return todo, info
+    sandbox = Sandbox(config.sandbox)
+    ok, why = sandbox.available()
+    if not ok:
+        logger.warning("Code is not executed (%s); %d records with tests go to the other rules", why, len(with_tests))
+        info["not_run"] = f"sandbox unavailable: {why}"
+        return todo, info
+    results = execution.run_tests([records[i] for i in with_tests], config, sandbox)
+    for i, v in zip(with_tests, results, strict=True):
+        verdicts[i] = v
+    info["executed"] = len(with_tests)
+    info["by_outcome"] = dict(Counter(v.details["outcome"] for v in results).most_common())
+    done = set(with_tests)
+    return [i for i in todo if i not in done], info
+
+
 def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                   client: LLMClient | None = None) -> tuple[list[Verdict], dict[str, Any]]:
     """A verdict for every record with the configured strategy.
@@ -87,17 +122,21 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
             verdicts[i] = Verdict(0.0, "verifiable", rule="empty_output", rationale="the model gave no answer")
 
     todo = [i for i, v in enumerate(verdicts) if v is None]
+    exec_info: dict[str, Any] | None = None
     if strategy in ("verifiable", "hybrid"):
+        todo, exec_info = _execute(records, todo, verdicts, params.get("execution"))
         config = verifiable.VerifiableConfig.from_params(params.get("verifiable"))
+        llm_fallback = strategy == "hybrid" and fallback in LLM_STRATEGIES
         rest = []
         for i in todo:
             verdicts[i] = verifiable.check(records[i], config)
-            if verdicts[i] is None:
-                rest.append(i)
+            if verdicts[i] is None or (llm_fallback and not verdicts[i].confident):
+                rest.append(i)  # long free text, or a deterministic fail an LLM may overturn
         todo = rest
     second = fallback if strategy == "hybrid" else strategy
     stats: dict[str, Any] = {"strategy": strategy, "fallback": fallback if strategy == "hybrid" else None,
-                             "judge_model": None, "judge_endpoint": None, "llm": None, "agreement_scores": {}}
+                             "judge_model": None, "judge_endpoint": None, "llm": None, "agreement_scores": {},
+                             "execution": exec_info}
     if strategy == "verifiable":
         for i in todo:
             verdicts[i] = Verdict.unjudged("verifiable", "no verifiable check applies to this reference")
@@ -108,7 +147,12 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
             verdicts[i] = v
         stats["judge_model"] = sim_config.model
     elif todo:
+        deterministic = {i: verdicts[i] for i in todo if verdicts[i] is not None}
         stats.update(_llm(records, todo, verdicts, params, second, client))
+        for i, kept in deterministic.items():
+            if verdicts[i] is not None and verdicts[i].status != "ok":  # the LLM gave no verdict
+                kept.rationale += f" (LLM fallback gave no verdict: {verdicts[i].reason})"
+                verdicts[i] = kept
     stats["wall_s"] = round(time.perf_counter() - t0, 2)
     return [v if v is not None else Verdict.unjudged("none", "not judged") for v in verdicts], stats
 

@@ -10,8 +10,12 @@ from typing import Any
 class Verdict:
     """A score in [0, 10] with where it came from, or ``unjudged`` with the reason.
 
-    ``source`` is ``verifiable``, ``similarity`` or ``llm``; ``rule`` names the check or
-    protocol step that produced it; ``details`` holds strategy-specific figures.
+    ``source`` is ``verifiable``, ``execution``, ``similarity`` or ``llm``; ``rule`` names the
+    check or protocol step that produced it; ``answer`` is the answer extracted from the output
+    and ``expected`` the one extracted from the reference (deterministic checks; ``None``
+    otherwise); ``confident`` is false for a deterministic fail that an LLM fallback may
+    overturn (no comparable answer found, structured text that differs); ``details`` holds
+    strategy-specific figures.
     """
 
     score: float | None
@@ -20,6 +24,9 @@ class Verdict:
     rationale: str = ""
     reason: str | None = None
     rule: str | None = None
+    answer: str | None = None
+    expected: str | None = None
+    confident: bool = True
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -1,233 +1,307 @@
-"""Deterministic checks where the reference allows them; ``None`` when not confident.
+"""Deterministic checks where the reference allows them; ``None`` for long free text.
 
-The kind of check follows from the reference (and the prompt, for multiple choice):
+Both sides go through the same extraction (:mod:`.extract`): reasoning blocks removed, the
+last committed answer by position, formatting unwrapped. A reference that commits to
+nothing (a bare answer) is its own answer. The rule follows from the reference:
 
-==========  ===================================================================  ===========
-rule        applies when                                                          on mismatch
-==========  ===================================================================  ===========
-choice      reference names an option letter (``B``, ``(B)``, ``c) text``,        fail
-            "the correct answer is (B)") and the prompt lists lettered options
-boolean     reference is yes/no or true/false                                     fail
-number      every acceptable answer is a number (units, ``$``, ``%`` allowed)     fail
-short_text  reference of at most ``short_answer_words`` words                    fail only if the
-                                                                                  output is a short
-                                                                                  label too; else defer
-==========  ===================================================================  ===========
+==========  =================================================================  ==============
+rule        applies when the reference's answer is                             compared by
+==========  =================================================================  ==============
+choice      an option letter or option text, with lettered options in the     letter (or the
+            prompt (``A.``, ``(A)``, ``A)``, ``A:``, ``[A]``; one per line or  option's text)
+            inline ``A: ...; B: ...``)
+boolean     yes/no or true/false                                               the word
+json        a JSON object or array                                             parsed value
+math        a number or math expression (:func:`.mathcheck.is_math`)           Math-Verify
+text        short (one line, ``short_answer_words`` words at most) or          normalised
+            structured (several lines, code-like, symbolic, bracketed)         match / containment
+==========  =================================================================  ==============
 
-The model's answer is what it commits to (``\\boxed{}``, "the answer is X", ``Answer: X``,
-``#### X``, a final ``[X]``) and otherwise, for numbers, the last number it wrote. Every
-acceptable answer (``meta.acceptable``) is tried. A pass scores 10, a fail 0.
+A pass scores 10 and a fail 0; the verdict carries the extracted ``answer`` and
+``expected`` values. A verdict is *confident* when the output committed to a comparable
+answer; otherwise (no option named, no JSON found, structured text that differs and might
+be an equivalent rewrite) it is a deterministic fail with ``confident=False``, which the
+hybrid strategy hands to an LLM fallback when one is configured. Long natural-language
+references get ``None``: only they go to a similarity or LLM judge.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
-from phase1b_kedro.judging.text import final_answer, find_numbers, normalise_answer, numbers_equal, parse_number
+from phase1b_kedro.judging.extract import committed_answer, repair_escapes, strip_reasoning, unwrap
+from phase1b_kedro.judging.mathcheck import is_math, math_equal
+from phase1b_kedro.judging.options import Options, letters_in, parse_options
+from phase1b_kedro.judging.text import last_number, normalise_answer
 from phase1b_kedro.judging.verdict import Verdict
 
-_LETTER_ONLY = re.compile(r"^\s*[\(\[]?([A-Ea-e])[\)\]]?[.):]?\s*$")
-_LETTER_WITH_TEXT = re.compile(r"^\s*[\(\[]?([A-Ea-e])[\)\].:]\s+\S")
-_ANSWER_LETTER = re.compile(
-    r"answer\s*(?:is|:)\s*:?\s*(?:\$?\\boxed\{)?(?:\\textbf\{)?[\(\[]?([A-Ea-e])\b[\)\]]?", re.IGNORECASE)
-_OPTION_LINE = re.compile(r"(?m)^\s*[\(\[]?([A-Ea-e])[\)\].:]\s*(?:[A-Ea-e][.)]\s*)?(.+?)\s*$")
-_LEADING_LETTER = re.compile(r"^\s*(?:option\s+)?[\(\[]?(?:([A-E])(?:[\)\].:]|\s|$)|([a-e])[\)\].:])")
-_INLINE_OPTION = re.compile(r"(?<!\w)\(?([A-E])\)\s+\S")
-_PAREN_LETTER = re.compile(r"[\(\[]([A-E])[\)\]]")
-_SYMBOLS = re.compile(r"[*/+=<>^%$#@|\\{}\[\]()~`]|(?<=\S)-(?=\S)")
-_NEGATION = re.compile(r"\b(not|no|never|neither|nor|isn|aren|wasn|doesn|don|cannot)\b")
+_SYMBOLS = re.compile(r"[*/+=<>^%$#@|\\{}\[\]()~`;]|(?<=\S)-(?=\S)")
+_CODE_START = re.compile(r"^\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE|def|class|import|from\s+\w+\s+import)\b"
+                         r"|^(?:[ \t]+(?:return|for|if|while|elif|else|try|with|yield|raise)|return|raise|yield)\b", re.I)
+_FENCE = re.compile(r"```[\w+-]*[^\n]*\n(.*?)```", re.S)
+_NEGATION = re.compile(r"\b(not|no|never|neither|nor|isn|aren|wasn|doesn|don|cannot|incorrect|wrong)\b")
 _BOOLEANS = {"yes": "yes", "no": "no", "true": "true", "false": "false", "correct": "true", "incorrect": "false"}
 _BOOL_PAIRS = {"yes": ("yes", "no"), "no": ("yes", "no"), "true": ("true", "false"), "false": ("true", "false")}
+_RECORD_LINE = re.compile(r'^\s*["\w.\-\[\]]+\s*[:=]\s*\S')
+_CODE_CHARS = re.compile(r"[{}\[\]=<>]|\w\(|\)\s*[:{]|^\s*[#/]{1,2}\s|[;{]\s*$")
+_PUNCT_SPACE = re.compile(r"\s*([(),;=<>+\-*/\[\]{}:|])\s*")
 
 
 @dataclass(frozen=True)
 class VerifiableConfig:
-    """Knobs of the verifiable checks."""
+    """Knobs of the verifiable checks (``judging.verifiable``)."""
 
+    #: A one-line reference of at most this many words is a short answer (never similarity).
     short_answer_words: int = 6
+    #: A bare output of at most this many words may contain the short answer and pass.
     short_output_words: int = 12
-    label_words: int = 3
-    rel_tol: float = 1e-6
+    #: A committed answer of at most this many words that differs from a short reference is
+    #: a confident fail; a longer one is a fail an LLM fallback may overturn.
+    label_words: int = 4
+    #: Seconds Math-Verify may spend on one parse or comparison.
+    math_timeout_s: int = 5
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> VerifiableConfig:
-        """Build from ``judging.verifiable`` (missing keys keep defaults)."""
-        params = params or {}
-        return cls(**{k: params[k] for k in ("short_answer_words", "short_output_words", "label_words", "rel_tol")
-                      if params.get(k) is not None})
+        """Build from ``judging.verifiable`` (missing keys keep defaults; unknown keys fail)."""
+        params = dict(params or {})
+        unknown = set(params) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"judging.verifiable: unknown keys {sorted(unknown)}; "
+                             f"known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**{k: v for k, v in params.items() if v is not None})
 
 
 def acceptable_answers(record: Mapping[str, Any]) -> list[str]:
-    """The reference and every other acceptable answer, without repeats."""
+    """The reference and every other acceptable answer (``meta.acceptable``), without repeats."""
     answers = [record.get("reference") or ""]
     extra = (record.get("meta") or {}).get("acceptable") or []
     answers += [a for a in extra if isinstance(a, str)]
     seen: dict[str, None] = {}
     for a in answers:
         if a.strip():
-            seen.setdefault(a.strip(), None)
+            seen.setdefault(repair_escapes(a.strip()), None)
     return list(seen)
 
 
-def _options(prompt: str) -> dict[str, str]:
-    """Lettered options listed in the prompt (``A. text``, ``(b) text``, ``c) text``)."""
-    found: dict[str, str] = {}
-    for letter, text in _OPTION_LINE.findall(prompt):
-        found.setdefault(letter.upper(), normalise_answer(text))
-    if len(found) < 2:  # options written inline: "A) ... B) ... C) ..."
-        found = {letter: "" for letter in _INLINE_OPTION.findall(prompt)}
-    return found if len(found) >= 2 else {}
+def reference_answer(reference: str) -> str:
+    """The answer a reference commits to (``#### N``, ``\\boxed{}``, ...), else all of it unwrapped."""
+    committed = committed_answer(reference)
+    return committed.text if committed else unwrap(_fenced(reference) or reference)
 
 
-def _reference_letter(answer: str, options: Mapping[str, str]) -> str | None:
-    for pattern in (_LETTER_ONLY, _ANSWER_LETTER, _LETTER_WITH_TEXT):
-        match = pattern.search(answer) if pattern is _ANSWER_LETTER else pattern.match(answer)
-        if match and match.group(1).upper() in options:
-            return match.group(1).upper()
-    return None
+def _fenced(text: str) -> str | None:
+    blocks = _FENCE.findall(text)
+    return blocks[-1].strip() if blocks else None
 
 
-def _output_letter(output: str, options: Mapping[str, str]) -> tuple[str | None, str]:
-    committed = final_answer(output)
-    if committed:
-        match = _LETTER_ONLY.match(committed) or _LETTER_WITH_TEXT.match(committed)
-        if match:
-            return match.group(1).upper(), "stated answer"
-    match = _ANSWER_LETTER.search(output)
-    if match:
-        return match.group(1).upper(), "stated answer"
-    match = _LEADING_LETTER.match(output)
-    if match and (match.group(1) or match.group(2).upper()) in options:
-        return match.group(1) or match.group(2).upper(), "leading letter"
-    letters = set(_PAREN_LETTER.findall(output)) & set(options)
-    if len(letters) == 1:
-        return letters.pop(), "only letter cited"
-    said = normalise_answer(output)
-    texts = [k for k, v in options.items() if len(v) >= 3 and re.search(rf"\b{re.escape(v)}\b", said)]
-    if len(texts) == 1:
-        return texts[0], "option text"
-    return None, "no single option letter"
+def _verdict(ok: bool, rule: str, answer: str | None, expected: Sequence[str], how: str,
+             confident: bool = True) -> Verdict:
+    shown = " / ".join(repr(e[:80]) for e in expected)
+    said = "no answer" if answer is None else repr(answer[:80])
+    return Verdict(10.0 if ok else 0.0, "verifiable", rule=rule, answer=answer, expected=" / ".join(expected),
+                   confident=confident, rationale=f"{rule}: expected {shown}, answer {said} ({how})")
 
 
-def _check_choice(output: str, answers: Sequence[str], prompt: str) -> Verdict | None:
-    options = _options(prompt)
-    if not options:
-        return None
-    expected = {letter for a in answers if (letter := _reference_letter(a, options))}
+# ----------------------------------------------------------------------------- choice
+def _check_choice(body: str, committed: str | None, refs: Sequence[str], options: Options) -> Verdict | None:
+    resolved = [letters_in(r, options) for r in refs]
+    expected = sorted({letters[0] for letters in resolved if len(letters) == 1})
     if not expected:
         return None
-    got, how = _output_letter(output, options)
-    if got is None:
-        return None  # the output names no single option: let the fallback decide
-    ok = got in expected
-    return Verdict(10.0 if ok else 0.0, "verifiable", rule="choice",
-                   rationale=f"expected option {'/'.join(sorted(expected))}, answer {got} ({how})")
+    if committed is not None:
+        got, how = letters_in(committed, options), "stated answer"
+        if not got:
+            got, how = letters_in(body, options, loose=True), "letters cited"
+    else:
+        got, how = letters_in(body, options, loose=True), "letters cited"
+    if len(got) == 1:
+        return _verdict(got[0] in expected, "choice", got[0], expected, how)
+    if len(got) > 1:
+        return _verdict(False, "choice", ", ".join(got), expected, "several options named")
+    return _verdict(False, "choice", None, expected, "no single option named", confident=False)
 
 
-def _check_boolean(output: str, answers: Sequence[str]) -> Verdict | None:
-    expected = {_BOOLEANS[n] for a in answers if (n := normalise_answer(a)) in _BOOLEANS}
-    if not expected or len(expected) != len(answers):
+# ----------------------------------------------------------------------------- yes/no
+def _check_boolean(body: str, committed: str | None, refs: Sequence[str]) -> Verdict | None:
+    expected = {_BOOLEANS.get(normalise_answer(r)) for r in refs}
+    if None in expected:
         return None
     pair = _BOOL_PAIRS[next(iter(expected))]
-    committed = final_answer(output)
-    words = normalise_answer(committed if committed else output).split()
-    present = {_BOOLEANS[w] for w in normalise_answer(output).split() if _BOOLEANS.get(w) in pair}
-    got = _BOOLEANS.get(words[0]) if words else None
-    if got not in pair or (not committed and len(present) > 1):
-        got = present.pop() if len(present) == 1 else None  # "yes or no" commits to neither
+    said = normalise_answer(committed if committed is not None else body).split()
+    present = {_BOOLEANS[w] for w in said if _BOOLEANS.get(w) in pair}
+    got = _BOOLEANS.get(said[0]) if said else None
+    how = "stated answer" if committed is not None else "first word"
+    if got not in pair or (committed is None and len(present) > 1):  # "yes or no" commits to neither
+        got, how = (present.pop(), "only one stated") if len(present) == 1 else (None, "neither or both stated")
     if got is None:
+        return _verdict(False, "boolean", None, sorted(expected), how, confident=False)
+    return _verdict(got in expected, "boolean", got, sorted(expected), how)
+
+
+# ----------------------------------------------------------------------------- json
+def _json_value(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError):
         return None
-    ok = got in expected
-    return Verdict(10.0 if ok else 0.0, "verifiable", rule="boolean",
-                   rationale=f"expected {'/'.join(sorted(expected))}, answer {got}")
+    return value if isinstance(value, (dict, list)) else None
 
 
-def _check_number(output: str, answers: Sequence[str], config: VerifiableConfig) -> Verdict | None:
-    expected = [parse_number(a) for a in answers]
-    if any(v is None for v in expected):
+def _last_json(text: str) -> Any:
+    """The last JSON object or array in ``text`` (fenced blocks first, then anywhere)."""
+    for block in reversed(_FENCE.findall(text)):
+        if (value := _json_value(block.strip())) is not None:
+            return value
+    decoder, found, i = json.JSONDecoder(), None, 0
+    while (m := re.compile(r"[\[{]").search(text, i)) is not None:
+        try:
+            value, end = decoder.raw_decode(text, m.start())
+        except ValueError:
+            i = m.start() + 1
+            continue
+        if isinstance(value, (dict, list)):
+            found = value
+        i = end
+    return found
+
+
+def _check_json(body: str, refs: Sequence[str]) -> Verdict | None:
+    expected = [v for r in refs if (v := _json_value(_fenced(r) or r.strip())) is not None]
+    if not expected:
         return None
-    committed = final_answer(output)
-    candidates = find_numbers(committed) if committed else []
-    got: Fraction | None = candidates[0] if candidates else None
-    how = "stated answer"
+    shown = [json.dumps(e, sort_keys=True)[:200] for e in expected]
+    got = _last_json(body)
     if got is None:
-        found = find_numbers(output)
-        got, how = (found[-1], "last number") if found else (None, "no number")
-    shown = ", ".join(_show(v) for v in expected if v is not None)
-    if got is None:
-        return Verdict(0.0, "verifiable", rule="number", rationale=f"expected {shown}; the output has no number")
-    ok = any(numbers_equal(got, v, config.rel_tol) for v in expected if v is not None)
-    return Verdict(10.0 if ok else 0.0, "verifiable", rule="number",
-                   rationale=f"expected {shown}, answer {_show(got)} ({how})")
+        return _verdict(False, "json", None, shown, "no JSON value in the output", confident=False)
+    ok = any(got == e for e in expected)
+    return _verdict(ok, "json", json.dumps(got, sort_keys=True)[:200], shown,
+                    "same parsed JSON" if ok else "parsed JSON differs")
 
 
-def _symbolic(text: str) -> bool:
-    """Answers like ``5 4 * * *`` or ``x^2+1``, where punctuation carries the meaning."""
-    return bool(_SYMBOLS.search(text.strip().rstrip(".")))
+# ----------------------------------------------------------------------------- math
+def _check_math(body: str, committed: str | None, refs: Sequence[str], config: VerifiableConfig) -> Verdict | None:
+    golds = [r for r in refs if is_math(r)]
+    if not golds or len(golds) != len(refs):
+        return None
+    answer, how = committed, "stated answer"
+    if answer is None and len(body.strip()) <= 60 and "\n" not in body.strip() and is_math(unwrap(body)):
+        answer, how = unwrap(body), "whole output"
+    if answer is None:
+        answer, how = last_number(body), "last number"
+    if answer is None:
+        return _verdict(False, "math", None, golds, "the output has no number", confident=True)
+    notes = []
+    for gold in golds:
+        result = math_equal(gold, answer, config.math_timeout_s)
+        if result.equal is None:
+            return None  # the reference is not math after all: let the text rule compare it
+        if result.equal:
+            return _verdict(True, "math", answer, golds, _with(how, result.note))
+        notes.append(result.note)
+    if committed is not None and (number := last_number(committed)) and number != committed:
+        if any(math_equal(g, number, config.math_timeout_s).equal for g in golds):
+            return _verdict(True, "math", number, golds, "number in the stated answer")
+    return _verdict(False, "math", answer, golds, _with(how, "; ".join(n for n in notes if n)))
+
+
+def _with(how: str, note: str) -> str:
+    return f"{how}; {note}" if note else how
+
+
+# ----------------------------------------------------------------------------- short / structured text
+def structured(answer: str, max_words: int = 8) -> bool:
+    """Code-like, record-like or symbolic text: SQL and code, ``key: value`` / ``key = value``
+    lines (protocol-buffer text, configs), and short symbolic answers (``5 4 * * *``,
+    ``O(n^2)``, ``(stack 16)``). Multi-line prose such as a poem is not structured."""
+    text = answer.strip()
+    if _CODE_START.match(text):
+        return True
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        code_like = sum(bool(_RECORD_LINE.match(line) or _CODE_CHARS.search(line) or _CODE_START.match(line))
+                        for line in lines)
+        return code_like * 2 >= len(lines)
+    return bool(_SYMBOLS.search(text.rstrip("."))) and len(text.split()) <= max_words
 
 
 def _squash(text: str) -> str:
-    return " ".join(text.strip().rstrip(".").split())
+    """Whitespace-insensitive form of structured text: runs of spaces collapsed, none around
+    punctuation, case folded, a final ``;`` or full stop dropped."""
+    text = _PUNCT_SPACE.sub(r"\1", " ".join(text.split()))
+    return text.rstrip(";.").casefold()
 
 
-def _check_short_text(output: str, answers: Sequence[str], config: VerifiableConfig) -> Verdict | None:
-    if any(_symbolic(a) for a in answers):
-        squashed = {_squash(a) for a in answers}
-        committed = final_answer(output)
-        if _squash(output) in squashed or (committed and _squash(committed) in squashed):
-            return Verdict(10.0, "verifiable", rule="short_text", rationale="exact match (symbols kept)")
-        return None  # symbolic answers can be written many ways: let the fallback decide
-    normalised = [n for a in answers if (n := normalise_answer(a))]
-    if not normalised or max(len(n.split()) for n in normalised) > config.short_answer_words:
+def _check_text(body: str, committed: str | None, refs: Sequence[str], config: VerifiableConfig) -> Verdict | None:
+    if any(structured(r) for r in refs):
+        return _check_structured(body, committed, refs)
+    normalised = [normalise_answer(r, keep_articles=len(r.split()) == 1) for r in refs]
+    if any(not n or len(n.split()) > config.short_answer_words or "\n" in r.strip()
+           for n, r in zip(normalised, refs, strict=True)):
         return None
-    said = normalise_answer(output)
-    committed = final_answer(output)
-    candidates = [said] + ([normalise_answer(committed)] if committed else [])
-    for cand in candidates:
-        if cand in normalised:
-            return Verdict(10.0, "verifiable", rule="short_text", rationale=f"exact match: {cand!r}")
-    n_words = len(said.split())
-    if n_words <= config.short_output_words and not _NEGATION.search(said):
-        hits = [n for n in normalised if re.search(rf"\b{re.escape(n)}\b", said)]
+    candidates = [("stated answer", committed)] if committed is not None else []
+    candidates.append(("whole output", body))
+    for how, text in candidates:
+        said = normalise_answer(text, keep_articles=len(text.split()) == 1)
+        if said in normalised:
+            return _verdict(True, "short_text", text.strip()[:200], refs, f"{how}: normalised exact match")
+        short = how == "stated answer" or len(said.split()) <= config.short_output_words
+        hits = [n for n in normalised if short and not _NEGATION.search(said)
+                and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", said)]
         if hits:
-            return Verdict(10.0, "verifiable", rule="short_text", rationale=f"short answer contains {hits[0]!r}")
-    if n_words <= config.label_words and max(len(n.split()) for n in normalised) <= config.label_words:
-        return Verdict(0.0, "verifiable", rule="short_text",
-                       rationale=f"label {said!r} differs from {' / '.join(map(repr, normalised))}")
-    return None
+            return _verdict(True, "short_text", text.strip()[:200], refs, f"{how} contains {hits[0]!r}")
+    said = committed if committed is not None else body
+    label = len(normalise_answer(said).split()) <= config.label_words
+    return _verdict(False, "short_text", said.strip()[:200], refs,
+                    "normalised text differs" if label else "the answer is not stated in a comparable form",
+                    confident=label)
+
+
+def _check_structured(body: str, committed: str | None, refs: Sequence[str]) -> Verdict:
+    expected = {_squash(r) for r in refs}
+    candidates = [(how, text) for how, text in (("fenced block", _fenced(body)), ("stated answer", committed),
+                                                 ("whole output", body)) if text]
+    for how, text in candidates:
+        if _squash(unwrap(text)) in expected:
+            return _verdict(True, "structured_text", text.strip()[:200], refs, f"{how}: whitespace-insensitive match")
+        for part in (*re.split(r"\n\s*\n", text), *text.splitlines()):  # a paragraph or line that is the answer
+            if part.strip() and _squash(unwrap(part)) in expected:
+                return _verdict(True, "structured_text", part.strip()[:200], refs, f"{how} contains the answer")
+    said = candidates[0][1] if candidates else ""
+    return _verdict(False, "structured_text", said.strip()[:200], refs,
+                    "whitespace-insensitive text differs; an equivalent rewrite would need an LLM judge",
+                    confident=False)
 
 
 def check(record: Mapping[str, Any], config: VerifiableConfig | None = None) -> Verdict | None:
-    """A confident verdict for one output record, or ``None`` to defer to another judge.
+    """A deterministic verdict for one output record, or ``None`` for long free-text references.
 
     Args:
-        record: A model output record (``output``, ``reference``, ``prompt``, ``meta``).
+        record: A model output record (``output``, ``reference``, ``prompt``, ``meta.acceptable``).
         config: Thresholds; defaults when ``None``.
 
     Returns:
-        A :class:`Verdict` with ``source='verifiable'`` (score 10 or 0), or ``None``.
+        A :class:`Verdict` with ``source='verifiable'`` (score 10 or 0, ``answer``,
+        ``expected``, ``confident``), or ``None`` when no rule applies.
     """
     config = config or VerifiableConfig()
-    output = record.get("output") or ""
     answers = acceptable_answers(record)
     if not answers:
         return None
-    prompt = record.get("prompt") or ""
-    return (_check_choice(output, answers, prompt)
-            or _check_boolean(output, answers)
-            or _check_number(output, answers, config)
-            or _check_short_text(output, answers, config))
-
-
-def _show(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    den = value.denominator
-    for prime in (2, 5):
-        while den % prime == 0:
-            den //= prime
-    return f"{float(value):.12g}" if den == 1 else f"{value} (≈{float(value):.6g})"
+    refs = [reference_answer(a) for a in answers]
+    body = strip_reasoning(record.get("output") or "")
+    if body is None:
+        return Verdict(0.0, "verifiable", rule="no_answer", expected=" / ".join(refs),
+                       rationale="the reasoning block was never closed: the output commits to no answer")
+    found = committed_answer(body)
+    committed = found.text if found else None
+    options = parse_options(record.get("prompt") or "")
+    return ((_check_choice(body, committed, refs, options) if options else None)
+            or _check_boolean(body, committed, refs)
+            or _check_json(body, answers)
+            or _check_math(body, committed, refs, config)
+            or _check_text(body, committed, refs, config))

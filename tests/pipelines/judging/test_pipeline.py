@@ -52,9 +52,10 @@ class Kept(MemoryDataset):
 OUTPUTS = ("judge_scores", "judged_results", "failures", "judge_summary", "judge_run_stats")
 
 
-def run(records: list[dict], params: dict, pipeline=None) -> dict:
+def run(records: list[dict], params: dict, pipeline=None, human_labels: list[dict] | None = None) -> dict:
     catalog = DataCatalog({name: Kept() for name in OUTPUTS})
     catalog["model_outputs"] = records
+    catalog["human_labels"] = human_labels or []
     catalog["params:judging"] = params
     catalog["params:judging.failure_threshold"] = params["failure_threshold"]
     SequentialRunner().run(pipeline or create_pipeline(), catalog)
@@ -259,6 +260,7 @@ def test_threshold_change_makes_zero_judge_calls(tmp_path, allow_local_http):
         catalog = DataCatalog({name: Kept() for name in OUTPUTS})
         catalog["judge_scores"] = first["judge_scores"]
         catalog["judge_run_stats"] = first["judge_run_stats"]
+        catalog["human_labels"] = []
         catalog["params:judging"] = {**params, "failure_threshold": 3}
         catalog["params:judging.failure_threshold"] = 3
         SequentialRunner().run(create_threshold_pipeline(), catalog)
@@ -309,3 +311,71 @@ def test_hybrid_sends_only_what_verifiable_cannot_check(tmp_path, allow_local_ht
         out = run(records, llm_params(judge, tmp_path, strategy="hybrid", fallback="llm_batch"))
         assert judge.items_sent == 4
     assert out["judge_summary"]["verdicts_by_source"] == {"llm": 4, "verifiable": 1}
+
+
+# ---------------------------------------------------------------- issue 12: routing, execution, human labels
+def _short(i: int, reference: str, output: str, **extra) -> dict:
+    return {**make_records(1)[0], "id": f"s{i}", "reference": reference, "output": output, **extra}
+
+
+def test_short_and_structured_references_never_reach_similarity():
+    records = [_short(0, "the final answer is: (628)", "the final answer is: (739)"), _short(1, "[O(n)]", "[O(n^2)]"),
+               _short(2, "SELECT name, count(*) FROM t GROUP BY name", "SELECT name, count(*) FROM t"),
+               _short(3, "Information", "It is probably about a disk.")]
+    out = run(records, load_params("judging"))
+    judged = out["judged_results"]
+    assert [r["judge"]["source"] for r in judged] == ["verifiable"] * 4
+    assert [r["passed"] for r in judged] == [False] * 4
+    assert all(r["judge"]["answer"] is not None and r["judge"]["expected"] for r in judged)
+    assert out["judge_summary"]["verdicts_by_source"] == {"verifiable": 4}
+
+
+def test_llm_fallback_gets_the_deterministic_fails_that_are_not_confident(tmp_path, allow_local_http):
+    records = [_short(0, "Information", "The log is informational only, nothing failed."),  # not confident
+               _short(1, "Information", "Warning"),                                          # confident fail
+               _short(2, "7473", "The answer is 7,473.")]                                     # confident pass
+    with FakeJudge(Script()) as judge:
+        params = llm_params(judge, tmp_path, strategy="hybrid", fallback="llm_batch")
+        out = run(records, params)
+        sent = [json.dumps(r["body"]) for r in judge.requests]
+    judged = {r["id"]: r for r in out["judged_results"]}
+    assert judged["s0"]["judge"]["source"] == "llm" and judged["s1"]["judge"]["source"] == "verifiable"
+    assert judged["s2"]["judge"]["source"] == "verifiable"
+    assert len(sent) == 1 and "informational" in sent[0] and "7,473" not in sent[0]
+
+
+def test_humaneval_items_are_judged_by_execution(project_root):
+    lines = [json.loads(x) for x in (project_root / "data/01_raw/prompts.jsonl").read_text().splitlines()]
+    tasks = [x for x in lines if x.get("task_id") in ("HumanEval/2", "HumanEval/12")]
+    records = []
+    for k, t in enumerate(tasks):
+        base = {"id": f"r{2 * k}", "category": "code", "prompt": t["prompt"], "reference": t["canonical_solution"],
+                "source": t["source"], "meta": {"tests": {"kind": "check", "language": "python", "test": t["test"],
+                                                          "entry_point": t["entry_point"]}},
+                "generation": {"status": "ok"}}
+        records += [{**base, "output": t["canonical_solution"]},
+                    {**base, "id": f"r{2 * k + 1}", "output": "    return None\n"}]
+    out = run(records, load_params("judging"))
+    judged = out["judged_results"]
+    assert [r["judge"]["source"] for r in judged] == ["execution"] * 4
+    assert [r["passed"] for r in judged] == [True, False, True, False]
+    assert all(r["judge"]["details"]["outcome"] in ("tests_failed", "code_error") for r in judged[1::2])
+    execution = out["judge_summary"]["execution"]
+    assert execution["executed"] == 4 and execution["by_outcome"]["passed"] == 2
+
+    off = run(records, {**load_params("judging"), "execution": {"enabled": False}})
+    assert off["judge_summary"]["execution"]["executed"] == 0
+    assert "enabled is false" in off["judge_summary"]["execution"]["not_run"]
+    assert {r["judge"]["source"] for r in off["judged_results"]} == {"verifiable"}   # code never run unsandboxed
+
+
+def test_human_labels_agreement_per_category():
+    records = [_short(i, "7473", "7473" if i % 2 else "12", category=CATS[i % 2]) for i in range(8)]
+    labels = [{"id": f"s{i}", "passed": bool(i % 2)} for i in range(8)]
+    labels[0]["passed"] = True                                              # one disagreement
+    labels.append({"id": "not-in-run", "passed": True})
+    agreement = run(records, load_params("judging"), human_labels=labels)["judge_summary"]["human_agreement"]
+    assert agreement["items"] == 8 and agreement["agreement"] == 0.875 and agreement["labels_without_record"] == 1
+    assert agreement["cohen_kappa"] == pytest.approx(0.75)
+    assert agreement["per_category"]["math"]["agreement"] == 0.75 and agreement["per_category"]["code"]["agreement"] == 1.0
+    assert run(records, load_params("judging"))["judge_summary"]["human_agreement"] is None

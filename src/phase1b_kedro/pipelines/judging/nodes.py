@@ -72,25 +72,66 @@ def _agreement(judged_results: list[dict], threshold: float) -> dict[str, Any] |
              if r["judge"].get("single_call_score") is not None and r["passed"] is not None]
     if not pairs:
         return None
+    out = _kappa(pairs)
+    out["note"] = None if out["cohen_kappa"] is not None else "kappa undefined: every verdict had the same label"
+    return out
+
+
+def _kappa(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
+    """Agreement and Cohen's kappa of (judge, human) pass/fail pairs."""
     from sklearn.metrics import cohen_kappa_score
 
-    batch, single = zip(*pairs, strict=True)
-    kappa = cohen_kappa_score(batch, single) if len(set(batch) | set(single)) > 1 else float("nan")
-    return {
-        "items": len(pairs),
-        "agreement": round(sum(a == b for a, b in pairs) / len(pairs), 4),
-        "cohen_kappa": None if math.isnan(kappa) else round(float(kappa), 4),
-        "note": None if not math.isnan(kappa) else "kappa undefined: every verdict had the same label",
-    }
+    first, second = zip(*pairs, strict=True)
+    kappa = cohen_kappa_score(first, second) if len(set(first) | set(second)) > 1 else float("nan")
+    return {"items": len(pairs), "agreement": round(sum(a == b for a, b in pairs) / len(pairs), 4),
+            "cohen_kappa": None if math.isnan(kappa) else round(float(kappa), 4)}
 
 
-def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params: dict[str, Any]) -> dict:
+def human_agreement(judged_results: list[dict], human_labels: list[dict]) -> dict[str, Any] | None:
+    """The judge's pass/fail against human labels, overall and per category (as AlpacaEval
+    reports agreement with human annotators); ``None`` without labels.
+
+    Args:
+        judged_results: Records with ``id``, ``category`` and ``passed``.
+        human_labels: ``{"id": ..., "passed": bool}`` per labelled record.
+
+    Returns:
+        ``{items, agreement, cohen_kappa, judge_passed, human_passed, per_category,
+        labels_without_record, labelled_but_unjudged}``.
+
+    Raises:
+        ValueError: If a label has no ``id`` or a non-boolean ``passed``.
+    """
+    if not human_labels:
+        return None
+    labels: dict[str, bool] = {}
+    for k, label in enumerate(human_labels, 1):
+        if "id" not in label or not isinstance(label.get("passed"), bool):
+            raise ValueError(f"human_labels line {k}: needs an id and a boolean passed, got {str(label)[:120]}")
+        labels[str(label["id"])] = label["passed"]
+    by_id = {str(r["id"]): r for r in judged_results}
+    pairs = [(by_id[i], h) for i, h in labels.items() if i in by_id and by_id[i]["passed"] is not None]
+    if not pairs:
+        return {"items": 0, "labels_without_record": sum(i not in by_id for i in labels)}
+    per_cat: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for r, h in pairs:
+        per_cat[r.get("category", "other")].append((r["passed"], h))
+    return {**_kappa([(r["passed"], h) for r, h in pairs]),
+            "judge_passed": sum(r["passed"] for r, _ in pairs), "human_passed": sum(h for _, h in pairs),
+            "per_category": {c: _kappa(p) for c, p in sorted(per_cat.items())},
+            "labels_without_record": sum(i not in by_id for i in labels),
+            "labelled_but_unjudged": sum(i in by_id and by_id[i]["passed"] is None for i in labels)}
+
+
+def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params: dict[str, Any],
+                      human_labels: list[dict] | None = None) -> dict:
     """Counts that reconcile, failure rates per category with Wilson intervals, judge health.
 
     Args:
         judged_results: Output of :func:`apply_threshold`.
         judge_run_stats: Output of :func:`score_outputs`.
         params: The ``judging`` parameter group.
+        human_labels: Optional human verdicts (``id``, ``passed``) to measure the judge against.
 
     Returns:
         ``judge_summary``.
@@ -143,5 +184,7 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
         "judge_endpoint": judge_run_stats.get("judge_endpoint"),
         "llm": judge_run_stats.get("llm"),
         "agreement": _agreement(judged_results, threshold),
+        "human_agreement": human_agreement(judged_results, human_labels or []),
+        "execution": judge_run_stats.get("execution"),
         "scoring_wall_s": judge_run_stats.get("wall_s"),
     }

@@ -22,7 +22,7 @@ def create_threshold_pipeline() -> Pipeline:
             ),
             Node(
                 func=summarise_judging,
-                inputs=["judged_results", "judge_run_stats", "params:judging"],
+                inputs=["judged_results", "judge_run_stats", "params:judging", "human_labels"],
                 outputs="judge_summary",
                 name="summarise_judging_node",
             ),
