@@ -37,7 +37,9 @@ def test_no_marker_means_no_committed_answer():
     ("<think>a</think>b", "b"), ("<thinking>a</thinking>b", "b"), ("<reasoning>a</reasoning>b", "b"),
     ("<|begin_of_thought|>a<|end_of_thought|>b", "b"), ("[THINK]a[/THINK]b", "b"),
     ("a</think>b", "b"),                      # the template opened the block in the prompt
-    ("<think>a", None), ("x<think>a</think>y<think>z", None),  # left open: no committed answer
+    ("<think>a", None), ("  <think>a", None), ("x<think>a</think><think>z", None),  # left open: nothing committed
+    ("x<think>a</think>y<think>z", "y"),      # what came before a stray opening tag still counts
+    ("The answer is 7. I used <think> tags before.", "The answer is 7. I used "),
 ])
 def test_strip_reasoning(text, kept):
     assert strip_reasoning(text) == kept

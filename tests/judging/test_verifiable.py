@@ -64,7 +64,10 @@ def test_json_answers_compare_as_parsed_json():
 def test_multiline_records_compare_as_structured_text():
     ref = 'name: "Alice"\nid: 7\nemail: "alice@example.com"'
     assert score('name: "Alice"\nid: 8\nemail: "bob@example.com"', ref) == 0          # other fields: was 7.9
-    assert score('name:   "Alice"\n  id: 7\nemail: "alice@example.com"\n', ref) == 10  # whitespace only
+    assert score('name:   "Alice"\nid:  7\n\nemail: "alice@example.com"  \n', ref) == 10  # spacing only
+    assert score('name: "alice"\nid: 7\nemail: "alice@example.com"', ref) == 0        # quoted text keeps its case
+    assert score("server:\nport: 80", "server:\n  port: 80") == 0                      # indentation is meaning
+    assert score("The config:\n```yaml\nserver:\n    port: 80\n```", "server:\n  port: 80") == 10
     assert verdict('name: "Alice"\nid: 8', ref).rule == "structured_text"
 
 
@@ -74,6 +77,8 @@ def test_sql_missing_its_group_by_fails():
     assert score("select name , COUNT(*) from singer group by name;", ref) == 10     # case, spaces, ';'
     assert score("Here is the query:\n\n```sql\nSELECT name, count(*)\nFROM singer\nGROUP BY name\n```", ref) == 10
     assert score("SELECT count(*) FROM singer WHERE age > 20", "SELECT count(*) FROM singer") == 0  # no prefix match
+    assert score("SELECT * FROM t WHERE name = 'bob'", "SELECT * FROM t WHERE name = 'Bob'") == 0
+    assert score("The cron expression is `0 5 * * *`.", "0 5 * * *") == 10               # inline code span
 
 
 # ----------------------------------------------------------------------------- issue 12: public bug reports
@@ -217,3 +222,76 @@ def test_text_helpers():
     assert last_number("no numbers") is None
     assert token_f1("the cat sat", "cat sat down") == pytest.approx(0.8)
     assert rouge_l("w x y z", "w y z") == pytest.approx(2 * (3 / 4) * 1 / (3 / 4 + 1))
+
+
+# ----------------------------------------------------------------------------- held-out kinds (break-test findings)
+@pytest.mark.parametrize(("output", "reference", "expected"), [
+    ("The answer is 12 because each of the 3 boxes holds 4", "4", 0),   # the stated number, not the last one
+    ("The answer is 12 because each of the 3 boxes holds 4", "12", 10),
+    ("Answer: 3 hours and 20 minutes", "20", 0),
+    ("The answer is 5, not 6", "6", 0), ("The answer is 5, not 6", "5", 10),
+    ("The answer is not 6.", "6", 0),
+    ("The answer is 7 remainder 1", "1", 0),
+    ("1.5e3", "1500", 10), ("1.5E+03", "1500", 10), ("2e-3", "0.002", 10), ("1500", "1.5e3", 10),
+    ("6.02 × 10^23", "6.02 \\times 10^{23}", 10), ("1.5 × 10³", "1500", 10),
+    ("2 1/2", "2.5", 10), ("2 and 1/2", "5/2", 10), ("1 3/4 cups", "1.75", 10), ("2½", "2.5", 10), ("½", "0.5", 10),
+    ("1, 2, 3", "1,2,3", 10), ("3, 2, 1", "1,2,3", 0),
+    ("12 cm", "12 m", 0), ("12 m", "12 m", 10), ("The final answer is - 5", "-5", 10), ("The final answer is - 5", "5", 0),
+])
+def test_math_held_out_spellings(output, reference, expected):
+    v = verdict(output, reference)
+    assert v.rule == "math" and v.score == expected, v
+
+
+def test_math_inputs_too_complex_are_bounded():
+    v = verdict("The answer is $9^{9^{9^{9}}}$", "7")
+    assert v.score == 0 and not v.confident and "too complex" in v.rationale
+
+
+def test_structured_references_are_not_cut_to_a_fragment():
+    ref = 'id: 5\nname: "bob"\ntags: ["a", "b"]'
+    assert reference_answer(ref) == ref
+    assert score('id: 6\nname: "bob"\ntags: ["a", "b"]', ref) == 0
+    assert score('question: "capital of Spain"\nanswer: "Paris"', 'question: "capital of France"\nanswer: "Paris"') == 0
+    assert score("foo(1, 2, 3)", "return [1, 2, 3]") == 0
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ("I think it's D.", "D"), ("So B.", "B"), ("2+2=4, so A", "A"), ("I'd go with C ... no wait, B.", "B"),
+    ("C, because B is red", "C"),
+])
+def test_letters_stated_without_a_marker(output, expected):
+    v = verdict(output, expected, MC)
+    assert v.rule == "choice" and v.score == 10, v
+
+
+@pytest.mark.parametrize("prompt", [
+    "Pick one.\nA - apple\nB - banana\nC - cherry", "Pick one.\nA、apple\nB、banana\nC、cherry",
+    "Pick one.\n**A.** apple\n**B.** banana\n**C.** cherry", "Pick one.\nOption A: apple\nOption B: banana\nOption C: cherry",
+])
+def test_more_option_layouts(prompt):
+    assert score("banana", "B", prompt) == 10
+    assert score("I choose C over B.", "B", prompt) == 0
+
+
+def test_yes_no_held_out():
+    assert score("It is not true that the sky is green.", "true") == 0
+    assert score("Yeah", "yes") == 10 and score("Nope", "yes") == 0
+
+
+def test_labels_with_prefixes_are_other_labels():
+    assert score("non-entailment", "entailment") == 0
+    assert score("entailment", "entailment") == 10
+
+
+def test_json_strict_types_and_asides():
+    assert score('{"a": true}', '{"a": 1}') == 0
+    assert score('{"a": 1.0}', '{"a": 1}') == 10
+    assert score('Result: {"a": 1}\nThe keys are ["a"].', '{"a": 1}') == 10   # a bracketed aside is not the answer
+
+
+@pytest.mark.parametrize("output", ["[" * 3000, '{"a":' * 3000, "\\boxed{" * 20000 + "7", "{" * 100_000])
+def test_pathological_outputs_are_fast_and_do_not_raise(output):
+    for reference in ("[1]", '{"a": 1}', "7", "SELECT a FROM t", "Information"):
+        v = verdict(output, reference)
+        assert v is None or v.score in (0.0, 10.0)

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from phase1b_kedro.configs import load_config
 from phase1b_kedro.judging.extract import strip_reasoning
 from phase1b_kedro.judging.sandbox import RunResult, Sandbox, SandboxConfig
 from phase1b_kedro.judging.verdict import Verdict
@@ -36,8 +37,11 @@ _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|$)", re.S)
 _CODE_LINE = re.compile(r"^(?:def |class |import |from \S+ import |@|if __name__|[A-Za-z_]\w*\s*=)")
 _PY_LANGS = {"", "python", "py", "python3"}
 
-# Runs inside the sandbox: executes /work/solution.py, reports one JSON line after a nonce
-# (the program cannot forge a result it does not know the nonce of).
+# Runs inside the sandbox: executes /work/solution.py, reports one JSON line after a nonce.
+# A program that prints a fake result line or exits early gets no pass; one that walks the
+# interpreter's frames to read the nonce could forge one (the code under test shares the
+# process with its tests, as in HumanEval's own harness): the sandbox bounds what such code
+# can do, not what it reports.
 _HARNESS = """import json, sys, traceback
 nonce = sys.argv.pop(1)
 path = "/work/solution.py"
@@ -76,12 +80,8 @@ class ExecutionConfig:
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> ExecutionConfig:
         """Build from ``judging.execution`` (missing keys keep defaults; unknown keys fail)."""
-        params = dict(params or {})
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"judging.execution: unknown keys {sorted(unknown)}")
-        sandbox = SandboxConfig.from_params(params.pop("sandbox", None))
-        return cls(sandbox=sandbox, **{k: v for k, v in params.items() if v is not None})
+        sandbox = SandboxConfig.from_params((params or {}).get("sandbox"))
+        return load_config(cls, params, "judging.execution", sandbox=sandbox)
 
 
 def _compiles(code: str) -> bool:
@@ -115,8 +115,9 @@ def extract_code(output: str, entry_point: str | None = None) -> str | None:
     start = next((i for i, line in enumerate(lines) if _CODE_LINE.match(line)), None)
     if start is not None:
         return _trim("\n".join(lines[start:]))
-    if any(line.startswith((" ", "\t")) for line in lines if line.strip()):
-        return body.rstrip()  # an indented body that continues the prompt
+    start = next((i for i, line in enumerate(lines) if line.startswith((" ", "\t")) and line.strip()), None)
+    if start is not None:
+        return "\n".join(lines[start:]).rstrip()  # an indented body that continues the prompt
     return None
 
 

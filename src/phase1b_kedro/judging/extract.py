@@ -42,7 +42,7 @@ _TAGGED = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S | re.I)
 # survive; "$3,000." ends at the full stop).
 _ANSWER_IS = re.compile(
     r"(?:\b(?:final|correct|right)\s+(?:answer|option|choice)|\b(?:the\s+)?answer|\bthe\s+(?:option|choice))"
-    r"(?:\s+(?:is|would\s+be|will\s+be|should\s+be))?\s*(?:[:=]|\bis\b|-\s)\s*"
+    r"(?:\s+(?:is|would\s+be|will\s+be|should\s+be)\s*[:=]?|\s*[:=]|\s+-\s)\s*"
     r"(?P<value>[^\n]+?)\s*(?=\n|$|(?<![\d\\])\.(?:\s|$)|(?<=\d)\.(?:\s|$)|\.\s)",
     re.I,
 )
@@ -76,43 +76,57 @@ def repair_escapes(text: str) -> str:
 
 
 def strip_reasoning(text: str) -> str | None:
-    """``text`` without reasoning blocks; ``None`` when a block is left open (no answer yet)."""
+    """``text`` without reasoning blocks; ``None`` when a block is left open (no answer yet).
+
+    A block opened after the last one closed and never closed ends the text there: what came
+    before it still counts ("The answer is 7. I used <think> tags" keeps its answer), and
+    when nothing came before it the output committed to nothing.
+    """
     for opening, closing in _REASONING:
         closes = list(closing.finditer(text))
-        opens = list(opening.finditer(text))
-        if opens and (not closes or opens[-1].start() > closes[-1].start()):
-            return None
         if closes:
             text = text[closes[-1].end():]
+        opened = opening.search(text)
+        if opened:
+            text = text[:opened.start()]
+            if not text.strip():
+                return None
     return _ANSWER_TAG.sub("", text)
 
 
-def _balanced(text: str, open_at: int) -> tuple[str, int] | None:
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Index of each ``{`` -> index of its ``}``, in one pass (unclosed braces are absent)."""
+    pairs, stack = {}, []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
+
+
+def _balanced(text: str, open_at: int, pairs: dict[int, int] | None = None) -> tuple[str, int] | None:
     """Content of the brace group whose ``{`` is at ``open_at``, and the index after it."""
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1:i], i + 1
-    return None
+    close = (pairs if pairs is not None else _brace_pairs(text)).get(open_at)
+    return (text[open_at + 1:close], close + 1) if close is not None else None
 
 
-def _candidates(text: str) -> list[Committed]:
+def _candidates(text: str, strong_only: bool = False) -> list[Committed]:
     found = []
+    pairs = _brace_pairs(text)
     for m in _BOX_START.finditer(text):
-        group = _balanced(text, m.end() - 1)
+        group = _balanced(text, m.end() - 1, pairs)
         if group:
             found.append(Committed(group[0], "boxed", m.start()))
     found += [Committed(m.group(1), "####", m.start()) for m in _HASHES.finditer(text)]
     found += [Committed(m.group(1), "answer tag", m.start()) for m in _TAGGED.finditer(text)]
+    if strong_only:
+        return found
     for pattern in (_ANSWER_IS, _ANSWER_LABEL):
         for m in pattern.finditer(text):
             value = m.group("value")
             inner = _BOX_START.search(value)
-            if not inner or not _balanced(value, inner.end() - 1):  # a balanced box is its own marker
+            if not inner or (m.start("value") + inner.end() - 1) not in pairs:  # a closed box is its own marker
                 found.append(Committed(value, "answer is", m.start("value")))
     m = _BRACKETED.search(text.rstrip())
     if m:
@@ -120,11 +134,13 @@ def _candidates(text: str) -> list[Committed]:
     return found
 
 
-def committed_answer(text: str) -> Committed | None:
+def committed_answer(text: str, strong_only: bool = False) -> Committed | None:
     """The last answer ``text`` commits to, unwrapped; ``None`` when it commits to none.
 
     Args:
         text: A model output or a reference.
+        strong_only: Only ``\\boxed{}``, ``####`` and ``<answer>`` count (for structured
+            references, where ``key: value`` lines and a final ``[..]`` are content, not markers).
 
     Returns:
         The answer, the marker that introduced it and its character offset (in the text
@@ -133,7 +149,7 @@ def committed_answer(text: str) -> Committed | None:
     body = strip_reasoning(repair_escapes(text))
     if body is None:
         return None
-    found = [c for c in _candidates(body) if unwrap(c.text)]
+    found = [c for c in _candidates(body, strong_only) if unwrap(c.text)]
     if not found:
         return None
     last = max(found, key=lambda c: c.start)

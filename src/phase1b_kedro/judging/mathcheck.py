@@ -19,7 +19,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 
 from phase1b_kedro.judging.extract import repair_escapes
 
@@ -37,6 +40,12 @@ _MATH_WORDS = {"sqrt", "pi", "ln", "log", "sin", "cos", "tan", "exp", "frac", "d
                "mathrm", "circ", "degree", "degrees", "cup", "cap", "emptyset", "in", "and", "or", "percent"}
 _NUMERIC = re.compile(r"^\s*[-+−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*(?:/\s*\d+(?:\.\d+)?)?\s*(?:\\?%|percent)?\s*$")
 _GROUPED = re.compile(r"^[\[\(\{]|^\\\{|^\\left")
+_SCIENTIFIC = re.compile(r"(?<![\w.])\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
+_MIXED = re.compile(r"(?<![\d./])(\d+)\s+(?:and\s+)?(\d+)/(\d+)(?![\d/])")
+_LIST = re.compile(r"^-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)+$")
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+_SUPERSCRIPT = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+_VULGAR = re.compile(r"(\d*)\s*([½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞])")
 _PAREN_NUMBER = re.compile(r"^[\(\[]\s*([-+]?\d+(?:\.\d+)?)\s*[\)\]]$")
 _UNIT = re.compile(r"^(.+?\d)\s*(?:[a-zA-Z°µ]{1,6}\.?(?:\^?[23²³])?(?:/[a-zA-Z]{1,4})?)$")
 
@@ -50,17 +59,54 @@ class MathResult:
 
 
 def normalise(text: str) -> str:
-    """Repair escapes, drop currency, thousands separators and base prefixes (see module doc)."""
-    text = repair_escapes(text).strip().replace("−", "-")
+    """Repair escapes, drop currency, thousands separators and base prefixes (see module doc);
+    write scientific notation, mixed numbers, Unicode fractions and superscripts, and bare
+    comma lists (``1, 2, 3`` as a tuple) the way Math-Verify reads them."""
+    text = repair_escapes(text).strip().replace("−", "-").replace("×", "\\times ")
+    text = re.sub(r"^-\s+(?=\d)", "-", text)  # "- 5"
     text = _CURRENCY.sub("", text)
+    text = _SUPERSCRIPT.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPTS) + "}", text)
+    text = _VULGAR.sub(lambda m: (f"{m.group(1)}+" if m.group(1) else "") + _vulgar(m.group(2)), text)
     text = _BASE_LITERAL.sub(lambda m: m.group(1) + str(int(m.group(3).replace("_", ""), _BASES[m.group(2).lower()]))
                              if _valid_literal(m) else m.group(0), text)
     text = _THOUSANDS.sub(lambda m: _SEPARATOR.sub("", m.group(0)), text)
-    text = _PAREN_NUMBER.sub(r"\1", text)  # "(628)", "[42]": a number in brackets
+    text = _SCIENTIFIC.sub(lambda m: _plain(m.group(0)), text)
     unit = _UNIT.match(text)
     if unit and not _LATEX.search(text):
-        text = unit.group(1)  # "12 cm", "45 km/h": the number, without its unit
+        text = unit.group(1)  # "12 cm", "1 3/4 cups": the number, without its unit
+    text = _MIXED.sub(lambda m: f"({m.group(1)}+{m.group(2)}/{m.group(3)})", text)
+    if _LIST.match(text):
+        text = f"({text})"
+    text = _PAREN_NUMBER.sub(r"\1", text)  # "(628)", "[42]": a number in brackets
     return text.strip()
+
+
+def _plain(number: str) -> str:
+    """``1.5e3`` -> ``1500``, exactly (Decimal), so no float rounding enters the comparison."""
+    return format(Decimal(number), "f")
+
+
+def _vulgar(char: str) -> str:
+    value = Fraction(unicodedata.numeric(char)).limit_denominator(100)
+    return f"{value.numerator}/{value.denominator}"
+
+
+def units_differ(gold: str, answer: str) -> bool:
+    """Both carry a unit and the units differ (``12 cm`` vs ``12 m``); a bare number never does."""
+    units = [_unit_of(repair_escapes(t).strip()) for t in (gold, answer)]
+    return all(units) and units[0].casefold() != units[1].casefold()
+
+
+def _unit_of(text: str) -> str | None:
+    m = _UNIT.match(text)
+    return text[len(m.group(1)):].strip().rstrip(".") if m and not _LATEX.search(text) else None
+
+
+def too_complex(text: str) -> bool:
+    """Inputs SymPy may take unbounded time on (towers of powers, very long or deeply
+    nested expressions): never sent to Math-Verify, which has no timeout off the main thread."""
+    return len(text) > 200 or text.count("^") > 3 or text.count("(") > 20 or text.count("{") > 40 \
+        or bool(re.search(r"\^\s*\{?[^{}]*\^", text)) or bool(re.search(r"\d{40,}", text))
 
 
 def _valid_literal(m: re.Match[str]) -> bool:
@@ -128,6 +174,9 @@ def math_equal(gold: str, answer: str, timeout_s: int = 5) -> MathResult:
     Returns:
         ``MathResult(True | False, note)``; ``equal=None`` when ``gold`` cannot be parsed.
     """
+    for text in (gold, answer):
+        if too_complex(text):
+            return MathResult(False, f"too complex to compare safely: {text[:40]!r}")
     limit = _timeout(timeout_s)
     note = "" if limit else "Math-Verify ran without a timeout (not in the main thread)"
     parsed_gold, why = _parse(gold, limit)

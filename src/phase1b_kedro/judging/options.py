@@ -3,7 +3,8 @@
 Layouts recognised in the prompt (:func:`parse_options`), one option per line or inline,
 upper or lower case, as long as the letters run A, B, C, ... without a gap:
 
-- ``A. text``, ``A) text``, ``(A) text``, ``[A] text``, ``A: text`` (one per line);
+- ``A. text``, ``A) text``, ``(A) text``, ``[A] text``, ``A: text``, ``A - text``, ``A、text``,
+  ``**A.** text``, ``Option A: text`` (one per line);
 - ``A) greed B) patience C) luck`` and ``A: Model for Kai; B: get the perfect shot`` (inline).
 
 A duplicated marker inside the text (``A. A.2``, a LogiQA habit) is dropped.
@@ -19,14 +20,19 @@ from phase1b_kedro.judging.text import normalise_answer
 #: Letter -> normalised option text.
 Options = dict[str, str]
 
-_LINE = re.compile(r"(?m)^[ \t]*(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[.):])[ \t]*(.*?)[ \t]*$")
+_LINE = re.compile(r"(?m)^[ \t]*(?:\*\*)?(?:option\s+)?(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])(?:[.):、]|\s+[-–—]))"
+                   r"(?:\*\*)?[ \t]*(.*?)[ \t]*$", re.I)
 _INLINE = re.compile(r"(?:^|(?<=[\s;,:]))(?:\(([A-Za-z])\)|([A-Za-z])[):.])\s+")
 _DUP = re.compile(r"^\(?[A-Za-z][.)]\s*")
 _EXACT = re.compile(r"^(?:(?:option|choice|letter)\s*)?[\(\[]?([A-Za-z])[\)\]]?[.):]?$", re.I)
 _WITH_TEXT = re.compile(r"^(?:(?:option|choice)\s*)?[\(\[]?([A-Za-z])[\)\].:]\s*(.+)$", re.I | re.S)
 _SEVERAL = re.compile(r"^[\(\[]?([A-Za-z])[\)\]]?(?:\s*(?:,|and|&|or|/)\s*[\(\[]?[A-Za-z][\)\]]?)+$", re.I)
 _LETTER = re.compile(r"(?<![A-Za-z])[\(\[]?([A-Za-z])[\)\]]?(?![A-Za-z])")
-_LEADING = re.compile(r"^\s*(?:\*\*)?(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z])(?:[.):\]]|\*\*|\s*$|\s*\n))")
+_LEADING = re.compile(r"^\s*(?:\*\*)?(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z])(?:[.,):\]]|\*\*|\s*$|\s*\n))")
+# "I think it's D.", "So B.", "I'd go with C", "my choice: (B)": the last such statement wins.
+_STATED = re.compile(r"\b(?i:is|it's|be|so|go\s+with|choose|chose|pick|picked|select|option|choice|answer|wait|actually)"
+                     r",?\s*:?\s*"
+                     r"\(?\**([A-Z])\**\)?(?=[\s.,;:!)]|$)")
 _CITED = re.compile(r"\(([A-Za-z])\)|\b(?:option|choice)\s+\(?([A-Za-z])\b\)?|\*\*([A-Z])\*\*", re.I)
 
 
@@ -74,8 +80,10 @@ def letters_in(text: str, options: Options, loose: bool = False) -> list[str]:
         text: A committed answer (``B``, ``(B)``, ``**B**``, ``Option B``, ``B) text``, the
             option's text, ``A and C``), or with ``loose`` a whole output.
         options: From :func:`parse_options`.
-        loose: Read a whole output: its leading letter, else the one letter it cites
-            (``(B)``, ``option B``, ``**B**``), else the one option whose text it contains.
+        loose: Read a whole output: its first line if that is an answer form, its leading
+            letter, else the last letter it states ("I think it's D.", "So B."), else the one
+            letter it cites (``(B)``, ``option B``, ``**B**``), else the one option whose text
+            it contains.
 
     Returns:
         Upper-case letters among ``options``; several when the text names several; empty
@@ -114,6 +122,9 @@ def _loose(text: str, options: Options) -> list[str]:
         letter = next(g for g in m.groups() if g).upper()
         if letter in options:
             return [letter]
+    stated = [m.group(1) for m in _STATED.finditer(text) if m.group(1) in options]
+    if stated:
+        return [stated[-1]]
     cited = {next(g for g in c.groups() if g).upper() for c in _CITED.finditer(text)} & set(options)
     if len(cited) == 1:
         return [cited.pop()]

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from phase1b_kedro.configs import load_config
+
 RunStatus = Literal["exited", "timeout", "sandbox_error"]
 _UIDS = itertools.count()
 _UID_LOCK = threading.Lock()
@@ -56,12 +58,8 @@ class SandboxConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> SandboxConfig:
-        """Build from a parameter dict (missing keys keep defaults; unknown keys fail)."""
-        params = dict(params or {})
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"judging.execution.sandbox: unknown keys {sorted(unknown)}")
-        return cls(**{k: v for k, v in params.items() if v is not None})
+        """Build from ``judging.execution.sandbox`` (missing keys keep defaults; unknown keys fail)."""
+        return load_config(cls, params, "judging.execution.sandbox")
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,16 @@ def _execute(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: li
     return [i for i in todo if i not in done], info
 
 
+def _check_one(record: Mapping[str, Any], config: verifiable.VerifiableConfig) -> Verdict | None:
+    """``verifiable.check``, with any exception turned into an unjudged verdict with its reason:
+    one pathological output never stops the run."""
+    try:
+        return verifiable.check(record, config)
+    except Exception as exc:  # noqa: BLE001 - errors as values: the record is accounted for
+        logger.warning("verifiable check failed on record %s: %r", record.get("id"), exc)
+        return Verdict.unjudged("verifiable", f"checker error: {type(exc).__name__}: {str(exc)[:200]}")
+
+
 def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                   client: LLMClient | None = None) -> tuple[list[Verdict], dict[str, Any]]:
     """A verdict for every record with the configured strategy.
@@ -129,7 +139,7 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
         llm_fallback = strategy == "hybrid" and fallback in LLM_STRATEGIES
         rest = []
         for i in todo:
-            verdicts[i] = verifiable.check(records[i], config)
+            verdicts[i] = _check_one(records[i], config)
             if verdicts[i] is None or (llm_fallback and not verdicts[i].confident):
                 rest.append(i)  # long free text, or a deterministic fail an LLM may overturn
         todo = rest

@@ -1,8 +1,9 @@
 """Text helpers shared by the verifiable and similarity judges.
 
 - :func:`normalise_answer`: SQuAD-style normalisation (case, punctuation, articles, spaces).
-- :func:`last_number`: the last number a text writes, as written (for outputs that state no
-  answer; the value is compared by :mod:`.mathcheck`).
+- :func:`last_number` / :func:`first_number`: the last (first) number a text writes, as
+  written (for outputs that state no answer, or state it in prose; the value is compared by
+  :mod:`.mathcheck`).
 - :func:`token_f1` and :func:`rouge_l`: token-overlap metrics (ROUGE-L through rapidfuzz's
   LCS on token lists, which is C++ and linear in memory).
 """
@@ -65,10 +66,11 @@ def rouge_l(prediction: str, reference: str) -> float:
 # ----------------------------------------------------------------------------- numbers
 _LAST_NUMBER = re.compile(
     r"(?<![\w.])-?0[bBxXoO][0-9a-fA-F]+\b"                           # 0b110, 0x1F
+    r"|(?<![\w.])\d+\s+(?:and\s+)?\d+\s*/\s*\d+(?![\d/])"                 # 2 1/2, 2 and 1/2
     r"|[-−+]?\\[dt]?frac\{[^{}]*\}\{[^{}]*\}"                        # \frac{a}{b}, signed
     r"|(?<![\w.^])[-−+]?(?:\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+(?:\.\d+)?"  # 1,234,567.89, 9{,}500
     r"|\d+\s*/\s*\d+"                                                # 10000/3
-    r"|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"                               # 12, 3.5, 1e-3
+    r"|\d+(?:\.\d+)?(?:[eE][-+]?\d+|\s*(?:\\times|×|x|\*)\s*10\^\{?-?\d+\}?)?"  # 12, 3.5, 1e-3, 6 × 10^23
     r"|\.\d+)(?:\s*\\?%)?"                                          # .5; a percent sign kept
 )
 
@@ -77,3 +79,9 @@ def last_number(text: str) -> str | None:
     """The last number written in ``text``, as written (sign, separators, ``\\frac``, ``%``)."""
     found = _LAST_NUMBER.findall(text)
     return found[-1].strip() if found else None
+
+
+def first_number(text: str) -> str | None:
+    """The first number written in ``text``, as written (see :func:`last_number`)."""
+    found = _LAST_NUMBER.search(text)
+    return found.group(0).strip() if found else None

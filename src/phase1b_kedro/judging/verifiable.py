@@ -33,10 +33,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from phase1b_kedro.configs import load_config
 from phase1b_kedro.judging.extract import committed_answer, repair_escapes, strip_reasoning, unwrap
-from phase1b_kedro.judging.mathcheck import is_math, math_equal
+from phase1b_kedro.judging.mathcheck import is_math, math_equal, units_differ
 from phase1b_kedro.judging.options import Options, letters_in, parse_options
-from phase1b_kedro.judging.text import last_number, normalise_answer
+from phase1b_kedro.judging.text import first_number, last_number, normalise_answer
 from phase1b_kedro.judging.verdict import Verdict
 
 _SYMBOLS = re.compile(r"[*/+=<>^%$#@|\\{}\[\]()~`;]|(?<=\S)-(?=\S)")
@@ -44,10 +45,18 @@ _CODE_START = re.compile(r"^\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE|def|cl
                          r"|^(?:[ \t]+(?:return|for|if|while|elif|else|try|with|yield|raise)|return|raise|yield)\b", re.I)
 _FENCE = re.compile(r"```[\w+-]*[^\n]*\n(.*?)```", re.S)
 _NEGATION = re.compile(r"\b(not|no|never|neither|nor|isn|aren|wasn|doesn|don|cannot|incorrect|wrong)\b")
-_BOOLEANS = {"yes": "yes", "no": "no", "true": "true", "false": "false", "correct": "true", "incorrect": "false"}
+_NEGATED = re.compile(r"^\s*(?:not|never|isn'?t|is\s+not|no\s+it\s+is\s+not)\b", re.I)
+_BOOLEANS = {"yes": "yes", "no": "no", "true": "true", "false": "false", "correct": "true", "incorrect": "false",
+             "yeah": "yes", "yep": "yes", "yup": "yes", "nope": "no", "nah": "no"}
+_NEGATED_BOOL = re.compile(r"\b(?:not|isn't|isn t|is not|never)\s+(?:\w+\s+){0,2}?(?:true|false|correct|incorrect)\b")
 _BOOL_PAIRS = {"yes": ("yes", "no"), "no": ("yes", "no"), "true": ("true", "false"), "false": ("true", "false")}
+_JSON_START = re.compile(r"[\[{]")
+_MAX_JSON_STARTS = 200  # positions tried when looking for JSON inside prose (bounds the cost)
 _RECORD_LINE = re.compile(r'^\s*["\w.\-\[\]]+\s*[:=]\s*\S')
 _CODE_CHARS = re.compile(r"[{}\[\]=<>]|\w\(|\)\s*[:{]|^\s*[#/]{1,2}\s|[;{]\s*$")
+_SQL = re.compile(r"^\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE)\b", re.I)
+_QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
 _PUNCT_SPACE = re.compile(r"\s*([(),;=<>+\-*/\[\]{}:|])\s*")
 
 
@@ -68,12 +77,7 @@ class VerifiableConfig:
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> VerifiableConfig:
         """Build from ``judging.verifiable`` (missing keys keep defaults; unknown keys fail)."""
-        params = dict(params or {})
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"judging.verifiable: unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**{k: v for k, v in params.items() if v is not None})
+        return load_config(cls, params, "judging.verifiable")
 
 
 def acceptable_answers(record: Mapping[str, Any]) -> list[str]:
@@ -89,8 +93,16 @@ def acceptable_answers(record: Mapping[str, Any]) -> list[str]:
 
 
 def reference_answer(reference: str) -> str:
-    """The answer a reference commits to (``#### N``, ``\\boxed{}``, ...), else all of it unwrapped."""
-    committed = committed_answer(reference)
+    """The answer a reference commits to (``#### N``, ``\\boxed{}``, ...), else all of it unwrapped.
+
+    In a multi-line structured reference (records, code) only ``\\boxed{}``, ``####`` and
+    ``<answer>`` are markers: an ``answer: ...`` line or a final ``[...]`` there is content.
+    A final ``[X]`` marks the answer only when it is the whole reference.
+    """
+    multi_line = "\n" in reference.strip()
+    committed = committed_answer(reference, strong_only=multi_line and structured(reference))
+    if committed and committed.marker == "bracketed" and committed.start > 0:
+        committed = None
     return committed.text if committed else unwrap(_fenced(reference) or reference)
 
 
@@ -138,6 +150,8 @@ def _check_boolean(body: str, committed: str | None, refs: Sequence[str]) -> Ver
     how = "stated answer" if committed is not None else "first word"
     if got not in pair or (committed is None and len(present) > 1):  # "yes or no" commits to neither
         got, how = (present.pop(), "only one stated") if len(present) == 1 else (None, "neither or both stated")
+    if got in ("true", "false") and _NEGATED_BOOL.search(" ".join(said)):
+        got, how = None, "the true/false word is negated"
     if got is None:
         return _verdict(False, "boolean", None, sorted(expected), how, confident=False)
     return _verdict(got in expected, "boolean", got, sorted(expected), how)
@@ -147,24 +161,40 @@ def _check_boolean(body: str, committed: str | None, refs: Sequence[str]) -> Ver
 def _json_value(text: str) -> Any:
     try:
         value = json.loads(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     return value if isinstance(value, (dict, list)) else None
 
 
-def _last_json(text: str) -> Any:
-    """The last JSON object or array in ``text`` (fenced blocks first, then anywhere)."""
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1`` (Python's ``True == 1``), ``1`` equals ``1.0``,
+    key order is ignored, list order is kept."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _last_json(text: str, kind: type) -> Any:
+    """The last JSON value of ``kind`` (object or array) in ``text``: fenced blocks first,
+    then anywhere (a bracketed aside after the answer is not taken for it)."""
     for block in reversed(_FENCE.findall(text)):
-        if (value := _json_value(block.strip())) is not None:
+        if isinstance(value := _json_value(block.strip()), kind):
             return value
-    decoder, found, i = json.JSONDecoder(), None, 0
-    while (m := re.compile(r"[\[{]").search(text, i)) is not None:
+    decoder, found, i, tries = json.JSONDecoder(), None, 0, 0
+    while (m := _JSON_START.search(text, i)) is not None and tries < _MAX_JSON_STARTS:
+        tries += 1
         try:
             value, end = decoder.raw_decode(text, m.start())
-        except ValueError:
+        except (ValueError, RecursionError):
             i = m.start() + 1
             continue
-        if isinstance(value, (dict, list)):
+        if isinstance(value, kind):
             found = value
         i = end
     return found
@@ -175,38 +205,57 @@ def _check_json(body: str, refs: Sequence[str]) -> Verdict | None:
     if not expected:
         return None
     shown = [json.dumps(e, sort_keys=True)[:200] for e in expected]
-    got = _last_json(body)
+    got = _last_json(body, type(expected[0]))
     if got is None:
         return _verdict(False, "json", None, shown, "no JSON value in the output", confident=False)
-    ok = any(got == e for e in expected)
+    ok = any(json_equal(got, e) for e in expected)
     return _verdict(ok, "json", json.dumps(got, sort_keys=True)[:200], shown,
                     "same parsed JSON" if ok else "parsed JSON differs")
 
 
 # ----------------------------------------------------------------------------- math
+def _math_answer(body: str, committed: str | None) -> tuple[str | None, str]:
+    """The output's answer for a math reference, and how it was found.
+
+    A stated answer counts whole when it is one expression; in prose ("12 because each of
+    the 3 boxes holds 4") its first number is the answer; a negated one ("not 6") is none.
+    Without a stated answer: the whole output when it is one short expression, else its
+    last number (lm-evaluation-harness's flexible extraction).
+    """
+    if committed is not None:
+        if _NEGATED.match(committed):
+            return None, "the stated answer is negated"
+        if is_math(committed):
+            return committed, "stated answer"
+        number = first_number(committed)
+        return (number, "first number of the stated answer") if number else (None, "no number in the stated answer")
+    text = body.strip()
+    if len(text) <= 60 and "\n" not in text and is_math(unwrap(text)):
+        return unwrap(text), "whole output"
+    number = last_number(body)
+    return (number, "last number") if number else (None, "the output has no number")
+
+
 def _check_math(body: str, committed: str | None, refs: Sequence[str], config: VerifiableConfig) -> Verdict | None:
     golds = [r for r in refs if is_math(r)]
     if not golds or len(golds) != len(refs):
         return None
-    answer, how = committed, "stated answer"
-    if answer is None and len(body.strip()) <= 60 and "\n" not in body.strip() and is_math(unwrap(body)):
-        answer, how = unwrap(body), "whole output"
+    answer, how = _math_answer(body, committed)
     if answer is None:
-        answer, how = last_number(body), "last number"
-    if answer is None:
-        return _verdict(False, "math", None, golds, "the output has no number", confident=True)
+        return _verdict(False, "math", None, golds, how)
     notes = []
     for gold in golds:
+        if units_differ(gold, answer):
+            notes.append(f"units differ ({gold!r} vs {answer!r})")
+            continue
         result = math_equal(gold, answer, config.math_timeout_s)
         if result.equal is None:
             return None  # the reference is not math after all: let the text rule compare it
         if result.equal:
             return _verdict(True, "math", answer, golds, _with(how, result.note))
         notes.append(result.note)
-    if committed is not None and (number := last_number(committed)) and number != committed:
-        if any(math_equal(g, number, config.math_timeout_s).equal for g in golds):
-            return _verdict(True, "math", number, golds, "number in the stated answer")
-    return _verdict(False, "math", answer, golds, _with(how, "; ".join(n for n in notes if n)))
+    confident = not any("too complex" in n for n in notes)
+    return _verdict(False, "math", answer, golds, _with(how, "; ".join(n for n in notes if n)), confident=confident)
 
 
 def _with(how: str, note: str) -> str:
@@ -229,11 +278,29 @@ def structured(answer: str, max_words: int = 8) -> bool:
     return bool(_SYMBOLS.search(text.rstrip("."))) and len(text.split()) <= max_words
 
 
+def _squash_line(line: str) -> str:
+    """One line without insignificant spacing; case folded outside quoted strings."""
+    line = _PUNCT_SPACE.sub(r"\1", " ".join(line.split()))
+    parts = _QUOTED.split(line)
+    return "".join(p if k % 2 else p.casefold() for k, p in enumerate(parts))
+
+
 def _squash(text: str) -> str:
-    """Whitespace-insensitive form of structured text: runs of spaces collapsed, none around
-    punctuation, case folded, a final ``;`` or full stop dropped."""
-    text = _PUNCT_SPACE.sub(r"\1", " ".join(text.split()))
-    return text.rstrip(";.").casefold()
+    """Comparable form of structured text. SQL (whitespace is insignificant): one line.
+    Anything else (Python, YAML, records): line by line, nesting kept (indentation as levels,
+    so 2 and 4 spaces nest alike), blank lines and trailing spaces dropped. Either way: no spaces around punctuation, case folded except
+    inside quotes, one pair of enclosing brackets and a final ``;`` or full stop dropped."""
+    text = text.strip()
+    if _SQL.match(text):
+        squashed = _squash_line(text)
+    else:
+        lines = [line.rstrip().expandtabs(4) for line in text.splitlines() if line.strip()]
+        indents = [len(line) - len(line.lstrip()) for line in lines]
+        level = {width: k for k, width in enumerate(sorted(set(indents)))}  # 2 or 4 spaces: same nesting
+        squashed = "\n".join(" " * level[i] + _squash_line(line) for i, line in zip(indents, lines, strict=True))
+    squashed = squashed.rstrip(";.")
+    m = re.fullmatch(r"\[(.*)\]", squashed, re.S)
+    return m.group(1) if m and "[" not in m.group(1) else squashed
 
 
 def _check_text(body: str, committed: str | None, refs: Sequence[str], config: VerifiableConfig) -> Verdict | None:
@@ -250,8 +317,10 @@ def _check_text(body: str, committed: str | None, refs: Sequence[str], config: V
         if said in normalised:
             return _verdict(True, "short_text", text.strip()[:200], refs, f"{how}: normalised exact match")
         short = how == "stated answer" or len(said.split()) <= config.short_output_words
-        hits = [n for n in normalised if short and not _NEGATION.search(said)
-                and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", said)]
+        raw = text.casefold()  # "non-entailment" does not contain the label "entailment"
+        hits = [n for n, r in zip(normalised, refs, strict=True) if short and not _NEGATION.search(said)
+                and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", said)
+                and re.search(rf"(?<![\w-]){re.escape(r.strip().rstrip('.').casefold())}(?![\w-])", raw)]
         if hits:
             return _verdict(True, "short_text", text.strip()[:200], refs, f"{how} contains {hits[0]!r}")
     said = committed if committed is not None else body
@@ -263,7 +332,9 @@ def _check_text(body: str, committed: str | None, refs: Sequence[str], config: V
 
 def _check_structured(body: str, committed: str | None, refs: Sequence[str]) -> Verdict:
     expected = {_squash(r) for r in refs}
+    spans = _CODE_SPAN.findall(body)
     candidates = [(how, text) for how, text in (("fenced block", _fenced(body)), ("stated answer", committed),
+                                                 ("inline code", spans[-1] if spans else None),
                                                  ("whole output", body)) if text]
     for how, text in candidates:
         if _squash(unwrap(text)) in expected:
