@@ -53,6 +53,11 @@ def test_default_pipeline_end_to_end(tiny_run):
     assert len(outputs) == 30 and all(o["generation"]["status"] == "ok" for o in outputs)
     summary = json.loads((tiny_run / "data/07_model_output/judge_summary.json").read_text())
     assert summary["items_in"] == 30 == summary["passed"] + summary["failed"] + summary["unjudged"]
+    judged = [json.loads(x) for x in (tiny_run / "data/07_model_output/judged_results.jsonl").open()]
+    with_tests = [r for r in judged if r["meta"].get("tests")]
+    assert with_tests and all(r["judge"]["source"] == "execution" for r in with_tests)   # code judged by running it
+    assert summary["execution"]["executed"] == len(with_tests)
+    assert not [r for r in judged if r["judge"]["source"] == "similarity" and len(r["reference"].split()) <= 6]
     clusters = json.loads((tiny_run / "data/07_model_output/clusters.json").read_text())
     assert clusters["n_failures"] == summary["failed"]
     assert sum(c["size"] for c in clusters["clusters"]) + clusters["n_unclustered"] == summary["failed"]

@@ -67,8 +67,8 @@ class ClusteringConfig:
 def failure_text(record: Mapping[str, Any], fields: Sequence[str], max_chars: int = 1000) -> str:
     """The text embedded for one failure.
 
-    ``rationale`` is the judge's, used when the verdict came from an LLM or a verifiable
-    check (similarity rationales are only numbers); absent parts are skipped.
+    ``rationale`` is the judge's, used when the verdict came from an LLM, a verifiable check
+    or running the code's tests (similarity rationales are only numbers); absent parts are skipped.
     """
     unknown = set(fields) - set(TEXT_FIELDS)
     if unknown:
@@ -77,7 +77,7 @@ def failure_text(record: Mapping[str, Any], fields: Sequence[str], max_chars: in
     judge = record.get("judge") or {}
     for name in fields:
         if name == "rationale":
-            value = judge.get("rationale") if judge.get("source") in ("llm", "verifiable") else None
+            value = judge.get("rationale") if judge.get("source") in ("llm", "verifiable", "execution") else None
         else:
             value = record.get(name)
         if isinstance(value, str) and value.strip():
