@@ -122,4 +122,8 @@ def test_extract_code():
     assert extract_code("Use this:\ndef f():\n    return 1\nThat is all.") == "def f():\n    return 1"
     assert extract_code("    return 1\n") == "    return 1"
     assert extract_code("No code, only words.") is None
+    # unfenced code, a stray closing fence, then a word cut off at the token limit
+    assert extract_code("def f():\n    return 1\n\nprint(f())\n```\n\nThis") == "def f():\n    return 1\n\nprint(f())"
+    assert extract_code("Here:\n```python\ndef f():\n    return 1\n") == "def f():\n    return 1"   # never closed
+    assert extract_code("Here is the solution:\n    return x + 1\n") == "    return x + 1"
     assert extract_code("<think>```python\ndef f(): pass\n```") is None

@@ -33,7 +33,9 @@ from phase1b_kedro.judging.extract import strip_reasoning
 from phase1b_kedro.judging.sandbox import RunResult, Sandbox, SandboxConfig
 from phase1b_kedro.judging.verdict import Verdict
 
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|$)", re.S)
+_FENCE = re.compile(r"(?m)^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.S)
+_FENCE_LINE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$")
+_CODE_CHARS = re.compile(r"[()=\[\]{}:]")
 _CODE_LINE = re.compile(r"^(?:def |class |import |from \S+ import |@|if __name__|[A-Za-z_]\w*\s*=)")
 _PY_LANGS = {"", "python", "py", "python3"}
 
@@ -102,8 +104,21 @@ def _trim(code: str, prefix: str = "") -> str:
     return code
 
 
+def _drop_trailing_prose(lines: list[str]) -> list[str]:
+    """Trailing unindented lines that do not look like code ("This", "Hope this helps!")."""
+    while lines and (not lines[-1].strip() or (not lines[-1].startswith((" ", "\t"))
+                                               and not _CODE_LINE.match(lines[-1]) and not _CODE_CHARS.search(lines[-1]))):
+        lines = lines[:-1]
+    return lines
+
+
 def extract_code(output: str, entry_point: str | None = None) -> str | None:
-    """The code in a model output (see the module docstring); ``None`` when there is none."""
+    """The code in a model output (see the module docstring); ``None`` when there is none.
+
+    Closed fenced blocks first; otherwise fence lines are dropped (a block cut off at the
+    token limit, or a stray closing fence after unfenced code) and the code is found in the
+    remaining lines.
+    """
     body = strip_reasoning(output)
     if body is None:
         return None
@@ -111,7 +126,7 @@ def extract_code(output: str, entry_point: str | None = None) -> str | None:
     if blocks:
         defining = [c for _, c in blocks if entry_point and re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", c)]
         return (defining or [max((c for _, c in blocks), key=len)])[-1].rstrip()
-    lines = body.split("\n")
+    lines = _drop_trailing_prose([line for line in body.split("\n") if not _FENCE_LINE.match(line)])
     start = next((i for i, line in enumerate(lines) if _CODE_LINE.match(line)), None)
     if start is not None:
         return _trim("\n".join(lines[start:]))
