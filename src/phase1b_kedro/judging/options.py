@@ -107,7 +107,7 @@ def letters_in(text: str, options: Options, loose: bool = False) -> list[str]:
 def _letter_and_text(letter: str, text: str, options: Options) -> list[str]:
     """``B) text``: the letter, unless the text is another option's or no option's at all
     (a letter with a made-up or swapped text commits to nothing clear)."""
-    said = normalise_answer(text)
+    said = normalise_answer(_DUP.sub("", text.strip()) if text.strip()[:1].upper() == letter else text)
     if not said or options[letter] == said or options[letter].startswith(said) or said.startswith(options[letter]):
         return [letter]
     return []
