@@ -220,7 +220,7 @@ def cluster_failures(records: Sequence[Mapping[str, Any]], vectors: np.ndarray,
 def _describe(name: str, members: np.ndarray, records: Sequence[Mapping[str, Any]], vectors: np.ndarray,
               coords: np.ndarray, total: int, config: ClusteringConfig, assigned: np.ndarray) -> dict[str, Any]:
     if members.size == 0:
-        return {"cluster_id": name, "size": 0, "coverage": 0.0, "categories": {}, "mean_score": None,
+        return {"cluster_id": name, "size": 0, "coverage": 0.0, "categories": {}, "failure_modes": {}, "mean_score": None,
                 "member_ids": [], "representative_ids": [], "centroid_2d": None, "noise_assigned": 0}
     centroid = vectors[members].mean(axis=0)
     closeness = vectors[members] @ centroid
@@ -231,6 +231,8 @@ def _describe(name: str, members: np.ndarray, records: Sequence[Mapping[str, Any
         "size": int(members.size),
         "coverage": round(members.size / total, 4) if total else 0.0,
         "categories": dict(Counter(records[i].get("category", "other") for i in members).most_common()),
+        "failure_modes": dict(Counter(records[i].get("failure_mode") or "wrong_answer" for i in members).most_common()),
+        "max_tokens_out": max(((records[i].get("generation") or {}).get("tokens_out") or 0 for i in members), default=0),
         "mean_score": round(float(np.mean(scores)), 3) if scores else None,
         "member_ids": [str(records[i]["id"]) for i in members],
         "representative_ids": [str(records[i]["id"]) for i in order[: config.representatives]],

@@ -20,6 +20,8 @@ from typing import Any
 import json_repair
 import numpy as np
 
+from phase1b_kedro.judging.modes import NOT_A_DATA_PROBLEM
+
 from phase1b_kedro.checkpoint import stable_key
 from phase1b_kedro.llm import GenerationConfig, LLMClient
 from phase1b_kedro.sampling import allocate
@@ -96,10 +98,41 @@ def offline_label(cluster: Mapping[str, Any], keywords: Sequence[str], example_p
     description = (f"{size} failures ({cluster.get('coverage', 0):.0%} of all), "
                    f"{'mostly' if share < 1 else 'all'} {main} ({mix}); prompts are characterised by: "
                    f"{', '.join(keywords[:6]) or 'no distinctive terms'}.")
-    mean = cluster.get("mean_score")
-    wrong = (f"Mean judge score {mean:.1f}/10: the answers miss the reference on these {main} tasks."
-             if mean is not None else f"The answers miss the reference on these {main} tasks.")
-    return {"label": label[:80], "description": description, "what_model_gets_wrong": wrong, "source": "offline"}
+    return {"label": label[:80], "description": description, "source": "offline",
+            "what_model_gets_wrong": mode_summary(cluster, main)}
+
+
+_MODE_PHRASES = {
+    "wrong_answer": "gave a wrong answer", "no_answer": "stated no answer", "format": "answered in the wrong form",
+    "truncated": "were cut at the {tokens}-token limit", "refusal": "refused", "empty": "answered nothing",
+    "code_error": "wrote code that crashed or did not compile", "tests_failed": "wrote code that failed its tests",
+    "timeout": "wrote code that ran out of time", "judged_low": "were judged far from the reference",
+}
+
+
+def mode_summary(cluster: Mapping[str, Any], main: str = "") -> str:
+    """"18 failures: 12 gave a wrong answer, 4 stated no answer, 2 were cut at the 256-token
+    limit." from a cluster's ``failure_modes``, plus the fix a decoding or template problem needs."""
+    modes = cluster.get("failure_modes") or {}
+    size = int(cluster.get("size") or sum(modes.values()))
+    if not modes:
+        return f"The answers miss the reference on these {main} tasks."
+    tokens = cluster.get("max_tokens_out") or "generation"
+    parts = [f"{n} {_MODE_PHRASES.get(m, m).format(tokens=tokens)}" for m, n in modes.items()]
+    text = f"{size} failures{f' on {main} tasks' if main else ''}: {', '.join(parts)}."
+    fix = fix_hint(modes)
+    return f"{text} {fix}" if fix else text
+
+
+def fix_hint(failure_modes: Mapping[str, int]) -> str | None:
+    """When at least half of a pattern's failures are a decoding or template problem
+    (truncation, format, empty answers), the change that fixes it; ``None`` when training
+    data is the fix."""
+    total = sum(failure_modes.values())
+    for mode, n in failure_modes.items():
+        if mode in NOT_A_DATA_PROBLEM and n * 2 >= total:
+            return f"{n} of {total} failures are {mode}: {NOT_A_DATA_PROBLEM[mode]}; more training data will not fix that."
+    return None
 
 
 def _label_prompt(cluster: Mapping[str, Any], keywords: Sequence[str], examples: Sequence[Mapping[str, Any]],

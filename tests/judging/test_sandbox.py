@@ -30,7 +30,7 @@ def _judge(sandbox: Sandbox, body: str) -> tuple[float, str, str]:
     """Judge ``body`` as the answer to a one-assert task; (score, outcome, rationale)."""
     record = {"prompt": "", "output": f"```python\n{body}\ndef f():\n    return 1\n```",
               "meta": {"tests": {"kind": "asserts", "asserts": ["assert f() == 1"], "setup": ""}}}
-    v = run_one(record, sandbox, ExecutionConfig(sandbox=LIMITS))
+    v = run_one(record, sandbox, ExecutionConfig(sandbox=sandbox.config))
     return v.score, v.details["outcome"], v.rationale
 
 
@@ -84,8 +84,9 @@ def test_process_limit_holds(sandbox):
     assert outcome == "passed"  # fork failed before 200 processes: the limit held
 
 
-def test_infinite_loop_hits_the_cpu_limit(sandbox):
-    score, outcome, why = _judge(sandbox, "while True:\n    pass")
+def test_infinite_loop_hits_the_cpu_limit():
+    # a wall clock far above the CPU limit, so a loaded machine still ends it by CPU time
+    score, outcome, why = _judge(Sandbox(SandboxConfig(cpu_s=1, wall_s=120)), "while True:\n    pass")
     assert (score, outcome) == (0.0, "timeout") and "CPU" in why
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.judging.extract import strip_reasoning
+from phase1b_kedro.judging.modes import execution_mode
 from phase1b_kedro.judging.sandbox import RunResult, Sandbox, SandboxConfig
 from phase1b_kedro.judging.verdict import Verdict
 
@@ -201,8 +202,11 @@ def run_one(record: Mapping[str, Any], sandbox: Sandbox, config: ExecutionConfig
 
 
 def _verdict(outcome: str, detail: str, code: str | None) -> Verdict:
+    details = {"outcome": outcome}
+    if outcome != "passed":
+        details["mode"] = execution_mode(outcome)
     return Verdict(10.0 if outcome == "passed" else 0.0, "execution", rule="code_tests", answer=code and code[:2000],
-                   expected="all tests pass", rationale=f"{outcome}: {detail}", details={"outcome": outcome})
+                   expected="all tests pass", rationale=f"{outcome}: {detail}", details=details)
 
 
 def run_tests(records: Sequence[Mapping[str, Any]], config: ExecutionConfig,

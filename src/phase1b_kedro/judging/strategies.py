@@ -129,7 +129,8 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
         if generation.get("status", "ok") != "ok":
             verdicts[i] = Verdict.unjudged("generation", f"generation failed: {generation.get('error')}")
         elif not (record.get("output") or "").strip():
-            verdicts[i] = Verdict(0.0, "verifiable", rule="empty_output", rationale="the model gave no answer")
+            verdicts[i] = Verdict(0.0, "verifiable", rule="empty_output", rationale="the model gave no answer",
+                                  details={"mode": "empty"})
 
     todo = [i for i, v in enumerate(verdicts) if v is None]
     exec_info: dict[str, Any] | None = None

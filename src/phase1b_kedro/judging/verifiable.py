@@ -112,11 +112,14 @@ def _fenced(text: str) -> str | None:
 
 
 def _verdict(ok: bool, rule: str, answer: str | None, expected: Sequence[str], how: str,
-             confident: bool = True) -> Verdict:
+             confident: bool = True, mode: str | None = None) -> Verdict:
+    """A pass (10) or fail (0); ``mode`` is the failure mode a fail has (:mod:`.modes`):
+    by default ``no_answer`` without an answer, else ``wrong_answer``."""
     shown = " / ".join(repr(e[:80]) for e in expected)
     said = "no answer" if answer is None else repr(answer[:80])
+    details = {} if ok else {"mode": mode or ("no_answer" if answer is None else "wrong_answer")}
     return Verdict(10.0 if ok else 0.0, "verifiable", rule=rule, answer=answer, expected=" / ".join(expected),
-                   confident=confident, rationale=f"{rule}: expected {shown}, answer {said} ({how})")
+                   confident=confident, rationale=f"{rule}: expected {shown}, answer {said} ({how})", details=details)
 
 
 # ----------------------------------------------------------------------------- choice
@@ -134,8 +137,8 @@ def _check_choice(body: str, committed: str | None, refs: Sequence[str], options
     if len(got) == 1:
         return _verdict(got[0] in expected, "choice", got[0], expected, how)
     if len(got) > 1:
-        return _verdict(False, "choice", ", ".join(got), expected, "several options named")
-    return _verdict(False, "choice", None, expected, "no single option named", confident=False)
+        return _verdict(False, "choice", ", ".join(got), expected, "several options named", mode="format")
+    return _verdict(False, "choice", None, expected, "no single option named", confident=False, mode="format")
 
 
 # ----------------------------------------------------------------------------- yes/no
@@ -153,7 +156,7 @@ def _check_boolean(body: str, committed: str | None, refs: Sequence[str]) -> Ver
     if got in ("true", "false") and _NEGATED_BOOL.search(" ".join(said)):
         got, how = None, "the true/false word is negated"
     if got is None:
-        return _verdict(False, "boolean", None, sorted(expected), how, confident=False)
+        return _verdict(False, "boolean", None, sorted(expected), how, confident=False, mode="format")
     return _verdict(got in expected, "boolean", got, sorted(expected), how)
 
 
@@ -207,7 +210,7 @@ def _check_json(body: str, refs: Sequence[str]) -> Verdict | None:
     shown = [json.dumps(e, sort_keys=True)[:200] for e in expected]
     got = _last_json(body, type(expected[0]))
     if got is None:
-        return _verdict(False, "json", None, shown, "no JSON value in the output", confident=False)
+        return _verdict(False, "json", None, shown, "no JSON value in the output", confident=False, mode="format")
     ok = any(json_equal(got, e) for e in expected)
     return _verdict(ok, "json", json.dumps(got, sort_keys=True)[:200], shown,
                     "same parsed JSON" if ok else "parsed JSON differs")
@@ -327,7 +330,7 @@ def _check_text(body: str, committed: str | None, refs: Sequence[str], config: V
     label = len(normalise_answer(said).split()) <= config.label_words
     return _verdict(False, "short_text", said.strip()[:200], refs,
                     "normalised text differs" if label else "the answer is not stated in a comparable form",
-                    confident=label)
+                    confident=label, mode="wrong_answer" if label else "no_answer")
 
 
 def _check_structured(body: str, committed: str | None, refs: Sequence[str]) -> Verdict:
@@ -366,7 +369,7 @@ def check(record: Mapping[str, Any], config: VerifiableConfig | None = None) -> 
     refs = [reference_answer(a) for a in answers]
     body = strip_reasoning(record.get("output") or "")
     if body is None:
-        return Verdict(0.0, "verifiable", rule="no_answer", expected=" / ".join(refs),
+        return Verdict(0.0, "verifiable", rule="no_answer", expected=" / ".join(refs), details={"mode": "no_answer"},
                        rationale="the reasoning block was never closed: the output commits to no answer")
     found = committed_answer(body)
     committed = found.text if found else None

@@ -6,6 +6,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
+from phase1b_kedro.judging.modes import failure_mode
 from phase1b_kedro.judging.strategies import score_records
 from phase1b_kedro.llm import LLMClient
 from phase1b_kedro.records import CATEGORIES
@@ -39,7 +40,8 @@ def score_outputs(model_outputs: list[dict], params: dict[str, Any],
 
 
 def apply_threshold(judge_scores: list[dict], failure_threshold: float) -> tuple[list[dict], list[dict]]:
-    """Mark each scored record passed (score >= threshold) or failed; unjudged stay ``None``.
+    """Mark each scored record passed (score >= threshold) or failed, and give each failure
+    its ``failure_mode`` (:mod:`phase1b_kedro.judging.modes`); unjudged stay ``None``.
 
     Args:
         judge_scores: Output of :func:`score_outputs`.
@@ -53,6 +55,7 @@ def apply_threshold(judge_scores: list[dict], failure_threshold: float) -> tuple
         raise ValueError(f"judging.failure_threshold must be within 0-10, got {failure_threshold!r}")
     judged = [{**r, "passed": None if r["score"] is None else bool(r["score"] >= threshold)}
               for r in judge_scores]
+    judged = [{**r, "failure_mode": failure_mode(r)} for r in judged]
     return judged, [r for r in judged if r["passed"] is False]
 
 
@@ -173,6 +176,11 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
         "failure_rate": round(failed / judged_n, 4) if judged_n else None,
         "failure_rate_ci95": wilson_interval(failed, judged_n),
         "per_category": categories,
+        "failure_modes": dict(Counter(r.get("failure_mode") for r in judged_results
+                                      if r["passed"] is False).most_common()),
+        "failure_modes_per_category": {c: dict(Counter(r.get("failure_mode") for r in judged_results
+                                                       if r["passed"] is False and r.get("category", "other") == c)
+                                               .most_common()) for c in categories if categories[c]["failed"]},
         "verdicts_by_source": dict(Counter(r["judge"]["source"] for r in judged_results
                                            if r["judge"]["status"] == "ok").most_common()),
         "verdicts_by_rule": dict(Counter(r["judge"].get("rule") for r in judged_results

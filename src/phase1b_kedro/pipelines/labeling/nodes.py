@@ -7,7 +7,7 @@ from typing import Any
 
 from phase1b_kedro.clustering import UNCLUSTERED, failure_text
 from phase1b_kedro.judging.cache import VerdictCache
-from phase1b_kedro.labeling import ctfidf_keywords, llm_labels, offline_label, plan_counts, teacher_instruction
+from phase1b_kedro.labeling import ctfidf_keywords, fix_hint, llm_labels, offline_label, plan_counts, teacher_instruction
 from phase1b_kedro.llm import LLMClient, make_client
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[
             **({"fallback_reason": label["fallback_reason"]} if "fallback_reason" in label else {}),
             "keywords": keywords[cid],
             "size": g["size"], "coverage": g["coverage"], "categories": g["categories"],
+            "failure_modes": g.get("failure_modes", {}), "fix": fix_hint(g.get("failure_modes", {})),
             "mean_score": g["mean_score"], "member_ids": g["member_ids"], "examples": examples[cid],
         })
     return {"n_failures": clusters["n_failures"], "n_patterns": len(named), "patterns": patterns,
@@ -104,7 +105,8 @@ def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params:
         entries.append({
             "pattern_id": p["pattern_id"], "label": p["label"], "description": p["description"],
             "what_model_gets_wrong": p["what_model_gets_wrong"], "failures": p["size"], "share": p["coverage"],
-            "categories": p["categories"], "keywords": p["keywords"], "examples_to_generate": count,
+            "categories": p["categories"], "failure_modes": p.get("failure_modes", {}), "fix": p.get("fix"),
+            "keywords": p["keywords"], "examples_to_generate": count,
             "seed_examples": [{k: s[k] for k in ("id", "prompt", "reference", "output")} for s in seeds],
             "teacher_instruction": teacher_instruction(p, count, seeds),
         })
@@ -136,6 +138,7 @@ def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
     for e in plan["patterns"]:
         lines += ["", f"## {e['pattern_id']}: {_md(e['label'])}", "", f"**What it is.** {_md(e['description'])}", "",
                   f"**What the model gets wrong.** {_md(e['what_model_gets_wrong'])}", "",
+                  *([f"**Fix first.** {_md(e['fix'])}", ""] if e.get("fix") else []),
                   f"**Generate {e['examples_to_generate']} examples.** Keywords: {', '.join(e['keywords']) or '-'}.",
                   "", "Seed examples:", ""]
         for s in e["seed_examples"]:
