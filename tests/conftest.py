@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kedro.io import MemoryDataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,6 +30,13 @@ def copy_project(root: Path, with_raw_data: bool = True) -> Path:
         (root / "data" / "01_raw").mkdir(parents=True)
         shutil.copy(PROJECT_ROOT / "data/01_raw/prompts.jsonl", root / "data/01_raw")
     return root
+
+
+class Kept(MemoryDataset):
+    """A memory dataset the runner does not empty after its last reader (to inspect it)."""
+
+    def _release(self) -> None:
+        pass
 
 
 def load_params(name: str) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from phase1b_kedro.pipelines.compare.nodes import compare_runs, plot_run_comparison
 from phase1b_kedro.pipelines.reporting import nodes as rn
 from tests.conftest import copy_project
 from tests.pipelines.judging.test_pipeline import make_records
@@ -77,11 +78,13 @@ def _report_inputs() -> dict:
 
 def _report(tmp_path: Path) -> Path:
     d = _report_inputs()
+    baseline = [{**r, "passed": not r["passed"] if k < 4 else r["passed"]} for k, r in enumerate(d["judged"])]
+    comparison = compare_runs(baseline, d["judged"], d["patterns"])
     html = rn.build_report(
         d["summary"], d["generation"], d["clusters"], d["patterns"], d["plan"],
         rn.plot_failure_rates(d["summary"]), rn.plot_score_distribution(d["judged"], 7),
         rn.plot_verdict_sources(d["judged"]), rn.plot_cluster_map(d["clusters"], d["patterns"], d["failures"]),
-        rn.plot_pattern_sizes(d["patterns"]), {"env": "test"})
+        rn.plot_pattern_sizes(d["patterns"]), comparison, plot_run_comparison(comparison), {"env": "test"})
     path = tmp_path / "report.html"
     path.write_text(html, encoding="utf-8")
     return path
@@ -96,7 +99,7 @@ def test_report_renders_charts_offline_and_runs_no_script_from_the_data(browser,
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(path.as_uri())
-    for chart in ("failure-rate", "scores", "cluster-map", "pattern-sizes", "sources"):
+    for chart in ("failure-rate", "scores", "cluster-map", "pattern-sizes", "sources", "comparison"):
         page.wait_for_selector(f"#chart-{chart} .main-svg", timeout=20_000)
         assert page.locator(f"#chart-{chart} .plot-container").count() == 1
     assert page.locator("#chart-failure-rate .point, #chart-failure-rate path.surface, #chart-failure-rate .bars path").count() >= 6
@@ -105,8 +108,14 @@ def test_report_renders_charts_offline_and_runs_no_script_from_the_data(browser,
     assert page.evaluate("window.__pwned") is None          # no injected script or handler ran
     assert HOSTILE in page.locator("#pattern-P01").inner_text()   # shown as text, escaped
     assert page.locator("#pattern-P01 img").count() == 0
+    ticks = " ".join(page.locator("#chart-pattern-sizes .ytick text").all_text_contents())
+    legend = " ".join(page.locator("#chart-cluster-map .legendtext").all_text_contents())
+    for shown in (ticks, legend):                             # chart labels escaped once: quotes read as quotes
+        assert "&quot;" not in shown and "&lt;" not in shown and '<script>window.__pwned = 1</script>' in shown
     page.click("a[href='#pattern-P01']")                     # pattern table -> examples
     assert page.evaluate("location.hash") == "#pattern-P01"
+    section = page.locator("#comparison").inner_text()          # before/after: 2 fixed, 2 broken of 12
+    assert "2 fixed" in section and "2 broken" in section and "McNemar" in section
     assert errors == []
     assert all(u.startswith("file://") or u.startswith("data:") for u in requests), requests   # nothing fetched
     page.close()

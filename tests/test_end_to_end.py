@@ -21,7 +21,7 @@ EXPECTED = [
     "data/07_model_output/failure_embeddings.npz", "data/07_model_output/clusters.json",
     "data/08_reporting/patterns.json", "data/08_reporting/data_generation_plan.json",
     "data/08_reporting/data_generation_plan.md", "data/08_reporting/cluster_map_chart.json",
-    "data/08_reporting/report.html",
+    "data/08_reporting/report.html", "data/08_reporting/run_comparison.json",
 ]
 
 
@@ -64,7 +64,10 @@ def test_default_pipeline_end_to_end(tiny_run):
     plan = json.loads((tiny_run / "data/08_reporting/data_generation_plan.json").read_text())
     assert plan["allocated"] == 200
     html = (tiny_run / "data/08_reporting/report.html").read_text()
-    assert "Failure analysis" in html and html.count('class="plotly-graph-div"') == 5
+    assert "Failure analysis" in html and html.count('class="plotly-graph-div"') == 5   # no baseline: no section
+    assert json.loads((tiny_run / "data/08_reporting/run_comparison.json").read_text())["baseline_given"] is False
+    failed = [r for r in judged if r["passed"] is False]
+    assert failed and all(r["failure_mode"] for r in failed) and sum(summary["failure_modes"].values()) == len(failed)
 
 
 @pytest.mark.slow

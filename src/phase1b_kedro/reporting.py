@@ -74,7 +74,9 @@ def verdict_sources_figure(judged_results: Sequence[Mapping[str, Any]]) -> go.Fi
 def _hover(text: str | None, limit: int = 160) -> str:
     text = " ".join((text or "").split())
     text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return html.escape(text)
+    # <, > and & only: plotly decodes &lt; &gt; &amp; for display but shows &quot; and &#x27;
+    # literally, so escaping quotes made labels read `&quot;` (escaped twice, in effect).
+    return html.escape(text, quote=False)
 
 
 def cluster_map_figure(clusters: Mapping[str, Any], patterns: Mapping[str, Any],
@@ -109,3 +111,21 @@ def pattern_sizes_figure(patterns: Mapping[str, Any]) -> go.Figure:
     fig = go.Figure(go.Bar(x=sizes, y=names, orientation="h", hovertext=shares, marker_color="#ff7f0e"))
     return _layout(fig, "Failures per pattern", height=max(300, 28 * len(items) + 120),
                    xaxis={"title": "failures"}, margin={"l": 320, "r": 20, "t": 60, "b": 50})
+
+
+_TRANSITION_COLOURS = {"fixed": "#2ca02c", "broken": "#d62728", "still_failing": "#ff7f0e", "still_passing": "#1f77b4",
+                       "only_baseline": "#bbbbbb", "only_current": "#888888", "unjudged": "#dddddd"}
+
+
+def run_comparison_figure(run_comparison: Mapping[str, Any]) -> go.Figure:
+    """Records per transition (fixed, broken, ...) for each category, McNemar p in the axis label."""
+    fig = go.Figure()
+    groups = run_comparison.get("per_category") or {}
+    names = [f"{_hover(c, 30)} (p={row['mcnemar_p']:.3g})" for c, row in groups.items()]
+    for t, colour in _TRANSITION_COLOURS.items():
+        values = [row.get(t, 0) for row in groups.values()]
+        if any(values):
+            fig.add_trace(go.Bar(name=t.replace("_", " "), x=names, y=values, marker_color=colour))
+    title = "Before/after: transitions per category (exact McNemar p)" if run_comparison.get("baseline_given") \
+        else "Before/after: no baseline run given"
+    return _layout(fig, title, barmode="stack", yaxis={"title": "records"})

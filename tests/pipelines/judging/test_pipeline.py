@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
 from phase1b_kedro.pipelines.judging import create_pipeline
 from phase1b_kedro.pipelines.judging.nodes import apply_threshold, wilson_interval
 from phase1b_kedro.pipelines.judging.pipeline import create_threshold_pipeline
-from tests.conftest import load_params
+from tests.conftest import Kept, load_params
 from tests.fake_judge_server import FakeJudge, Script, honest_score
 
 CATS = ["math", "code", "reasoning", "creative", "qa", "other"]
@@ -40,13 +40,6 @@ def llm_params(judge: FakeJudge, tmp_path, **overrides) -> dict:
                   max_retries=3, max_wait_s=0.05, timeout_s=10)
     params.update(overrides)
     return params
-
-
-class Kept(MemoryDataset):
-    """A memory dataset the runner does not empty after its last reader (to inspect it)."""
-
-    def _release(self) -> None:
-        pass
 
 
 OUTPUTS = ("judge_scores", "judged_results", "failures", "judge_summary", "judge_run_stats")

@@ -46,7 +46,7 @@ def _pct(value: float | None) -> str:
 def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, patterns: dict,
                  data_generation_plan: dict, failure_rate_chart: go.Figure, score_distribution_chart: go.Figure,
                  verdict_sources_chart: go.Figure, cluster_map_chart: go.Figure, pattern_sizes_chart: go.Figure,
-                 params: dict[str, Any]) -> str:
+                 run_comparison: dict[str, Any], run_comparison_chart: go.Figure, params: dict[str, Any]) -> str:
     """One HTML file that opens with no server and no internet (plotly's JS inlined).
 
     Args:
@@ -60,6 +60,8 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
         verdict_sources_chart: Chart.
         cluster_map_chart: Chart.
         pattern_sizes_chart: Chart.
+        run_comparison: Before/after comparison (a section when a baseline was given).
+        run_comparison_chart: Chart.
         params: The ``reporting`` parameter group (``env``: the environment's name).
 
     Returns:
@@ -87,7 +89,9 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
         plan_counts={e["pattern_id"]: e["examples_to_generate"] for e in data_generation_plan.get("patterns", [])},
         charts={"failure_rate": chart(failure_rate_chart), "scores": chart(score_distribution_chart),
                 "sources": chart(verdict_sources_chart), "cluster_map": chart(cluster_map_chart),
-                "pattern_sizes": chart(pattern_sizes_chart)},
+                "pattern_sizes": chart(pattern_sizes_chart),
+                "comparison": chart(run_comparison_chart) if run_comparison.get("baseline_given") else ""},
+        comparison=run_comparison,
         plotly_js=get_plotlyjs().replace("</script", "<\\/script"), pct=_pct,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
