@@ -117,3 +117,24 @@ def test_failure_text_uses_rationale_only_when_it_says_something():
     r = {"prompt": "P", "output": "O", "judge": {"source": "llm", "rationale": "wrong unit"}}
     assert failure_text(r, ["prompt", "rationale"]) == "P\nwrong unit"
     assert failure_text({**r, "judge": {"source": "similarity", "rationale": "cosine 0.2"}}, ["prompt", "rationale"]) == "P"
+
+
+def test_pattern_rates_assign_passes_to_the_nearest_pattern():
+    from phase1b_kedro.pipelines.clustering.nodes import pattern_rates
+
+    def rec(i, prompt, passed, category):
+        return {"id": f"r{i}", "prompt": prompt, "passed": passed, "category": category}
+
+    judged = [rec(0, "Convert 5 miles to kilometres.", False, "math"), rec(1, "Convert 3 miles to kilometres.", False, "math"),
+              rec(2, "Convert 9 miles to kilometres.", True, "math"),
+              rec(3, "Write a poem about the sea.", False, "creative"), rec(4, "Write a poem about waves.", True, "creative"),
+              rec(5, "Write a poem about the ocean.", True, "creative"), rec(6, "Odd one", None, "other")]
+    clusters = {"clusters": [{"cluster_id": "c01", "size": 2, "member_ids": ["r0", "r1"]},
+                             {"cluster_id": "c02", "size": 1, "member_ids": ["r3"]}],
+                "unclustered": {"cluster_id": "unclustered", "size": 0, "member_ids": []}}
+    out = pattern_rates(clusters, judged, {})
+    assert out["passes_assigned"] == 3
+    miles, poems = out["patterns"]["c01"], out["patterns"]["c02"]
+    assert (miles["failures"], miles["passes"], poems["failures"], poems["passes"]) == (2, 1, 1, 2)
+    assert miles["failure_rate"] == pytest.approx(2 / 3, abs=1e-4) and poems["failure_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert miles["lift"] == pytest.approx(1.0) and miles["failure_rate_ci95"][0] < 2 / 3 < miles["failure_rate_ci95"][1]

@@ -10,7 +10,7 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
 from phase1b_kedro.pipelines.judging import create_pipeline
-from phase1b_kedro.pipelines.judging.nodes import apply_threshold, wilson_interval
+from phase1b_kedro.pipelines.judging.nodes import apply_threshold
 from phase1b_kedro.pipelines.judging.pipeline import create_threshold_pipeline
 from tests.conftest import Kept, load_params
 from tests.fake_judge_server import FakeJudge, Script, honest_score
@@ -106,12 +106,6 @@ def test_threshold_is_applied_after_scoring():
     assert [r["passed"] for r in judged] == [True, True, None] and failures == []
     with pytest.raises(ValueError):
         apply_threshold(scores, 11)
-
-
-def test_wilson_interval_known_values():
-    low, high = wilson_interval(5, 10)
-    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
-    assert wilson_interval(0, 0) is None
 
 
 # ---------------------------------------------------------------- LLM judge, scripted server

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import cluster_failures_node, embed_failures
+from .nodes import cluster_failures_node, embed_failures, pattern_rates
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -13,5 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="embed_failures_node"),
             Node(func=cluster_failures_node, inputs=["failures", "failure_embeddings", "params:clustering"],
                  outputs="clusters", name="cluster_failures_node"),
+            Node(func=pattern_rates, inputs=["clusters", "judged_results", "params:clustering"],
+                 outputs="pattern_rates", name="pattern_rates_node"),
         ]
     )

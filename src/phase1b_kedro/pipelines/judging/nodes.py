@@ -10,6 +10,7 @@ from phase1b_kedro.judging.modes import failure_mode
 from phase1b_kedro.judging.strategies import score_records
 from phase1b_kedro.llm import LLMClient
 from phase1b_kedro.records import CATEGORIES
+from phase1b_kedro.stats import wilson_interval
 
 
 def score_outputs(model_outputs: list[dict], params: dict[str, Any],
@@ -57,16 +58,6 @@ def apply_threshold(judge_scores: list[dict], failure_threshold: float) -> tuple
               for r in judge_scores]
     judged = [{**r, "failure_mode": failure_mode(r)} for r in judged]
     return judged, [r for r in judged if r["passed"] is False]
-
-
-def wilson_interval(failed: int, total: int) -> tuple[float, float] | None:
-    """Wilson 95% interval of a failure rate (``None`` when ``total`` is 0)."""
-    if total == 0:
-        return None
-    from scipy.stats import binomtest
-
-    ci = binomtest(failed, total).proportion_ci(confidence_level=0.95, method="wilson")
-    return round(float(ci.low), 4), round(float(ci.high), 4)
 
 
 def _agreement(judged_results: list[dict], threshold: float) -> dict[str, Any] | None:

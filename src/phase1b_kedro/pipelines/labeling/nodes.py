@@ -19,17 +19,19 @@ def _example(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[str, Any],
-                   client: LLMClient | None = None) -> dict[str, Any]:
+                   pattern_rates: dict[str, Any] | None = None, client: LLMClient | None = None) -> dict[str, Any]:
     """Name every cluster (and the unclustered group): keywords, label, description, examples.
 
     Args:
         failures: Failed records.
         clusters: Output of the clustering stage.
         params: The ``labeling`` parameter group.
+        pattern_rates: Failure rate, interval and lift per cluster (clustering stage).
         client: A labeling client to use instead of building one (tests).
 
     Returns:
-        ``patterns``: one entry per group, largest first, ``unclustered`` last, and counters.
+        ``patterns``: one entry per group, ranked by the failures their lift explains
+        (``excess_failures``; by size without rates), ``unclustered`` last, and counters.
     """
     by_id = {str(r["id"]): r for r in failures}
     groups = list(clusters["clusters"])
@@ -72,8 +74,19 @@ def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[
             "failure_modes": g.get("failure_modes", {}), "fix": fix_hint(g.get("failure_modes", {})),
             "mean_score": g["mean_score"], "member_ids": g["member_ids"], "examples": examples[cid],
         })
-    return {"n_failures": clusters["n_failures"], "n_patterns": len(named), "patterns": patterns,
-            "labeling": counters}
+    return {"n_failures": clusters["n_failures"], "n_patterns": len(named),
+            "patterns": _ranked(patterns, (pattern_rates or {}).get("patterns", {})), "labeling": counters}
+
+
+def _ranked(patterns: list[dict[str, Any]], rates: dict[str, Any]) -> list[dict[str, Any]]:
+    """Patterns with their rates, named ones ordered by excess failures (then size) and
+    numbered P01, P02, ... in that order; ``unclustered`` stays last."""
+    with_rates = [{**p, **rates.get(p["cluster_id"], {})} for p in patterns]
+    named = [p for p in with_rates if p["cluster_id"] != UNCLUSTERED]
+    named.sort(key=lambda p: (-(p.get("excess_failures") if p.get("excess_failures") is not None else p["size"]),
+                              -p["size"], p["cluster_id"]))
+    return [{**p, "pattern_id": f"P{n:02d}"} for n, p in enumerate(named, 1)] + \
+        [p for p in with_rates if p["cluster_id"] == UNCLUSTERED]
 
 
 def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +119,8 @@ def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params:
             "pattern_id": p["pattern_id"], "label": p["label"], "description": p["description"],
             "what_model_gets_wrong": p["what_model_gets_wrong"], "failures": p["size"], "share": p["coverage"],
             "categories": p["categories"], "failure_modes": p.get("failure_modes", {}), "fix": p.get("fix"),
+            **{k: p.get(k) for k in ("failure_rate", "failure_rate_ci95", "passes", "base_rate", "lift",
+                                     "excess_failures")},
             "keywords": p["keywords"], "examples_to_generate": count,
             "seed_examples": [{k: s[k] for k in ("id", "prompt", "reference", "output")} for s in seeds],
             "teacher_instruction": teacher_instruction(p, count, seeds),
@@ -131,10 +146,11 @@ def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
              f"{plan['n_failures']} failures in {len(plan['patterns'])} patterns; "
              f"{plan['allocated']} new training examples to generate (budget {plan['total_examples']}, "
              f"at least {plan['min_per_pattern']} per pattern).", "",
-             "| # | pattern | failures | share | examples to generate |", "|---|---|---:|---:|---:|"]
+             "| # | pattern | failures | share | failure rate (95% CI) | lift | examples to generate |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for e in plan["patterns"]:
         lines.append(f"| {e['pattern_id']} | {_md(e['label'])} | {e['failures']} | {e['share']:.0%} | "
-                     f"{e['examples_to_generate']} |")
+                     f"{_rate(e)} | {e['lift'] if e.get('lift') is not None else '-'} | {e['examples_to_generate']} |")
     for e in plan["patterns"]:
         lines += ["", f"## {e['pattern_id']}: {_md(e['label'])}", "", f"**What it is.** {_md(e['description'])}", "",
                   f"**What the model gets wrong.** {_md(e['what_model_gets_wrong'])}", "",
@@ -146,6 +162,13 @@ def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
                       f"  - **Model output:** {_md(_short(s['output']))}"]
         lines += ["", "Teacher instruction:", "", "```text", e["teacher_instruction"].replace("```", "'''"), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _rate(entry: dict[str, Any]) -> str:
+    ci = entry.get("failure_rate_ci95")
+    if entry.get("failure_rate") is None:
+        return "-"
+    return f"{entry['failure_rate']:.0%}" + (f" ({ci[0]:.0%}-{ci[1]:.0%})" if ci else "")
 
 
 def _short(text: str | None, limit: int = 300) -> str:

@@ -9,8 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Create the labeling pipeline."""
     return Pipeline(
         [
-            Node(func=label_patterns, inputs=["failures", "clusters", "params:labeling"], outputs="patterns",
-                 name="label_patterns_node"),
+            Node(func=label_patterns, inputs=["failures", "clusters", "params:labeling", "pattern_rates"],
+                 outputs="patterns", name="label_patterns_node"),
             Node(func=plan_data_generation, inputs=["patterns", "failures", "params:labeling"],
                  outputs="data_generation_plan", name="plan_data_generation_node"),
             Node(func=render_plan_markdown, inputs="data_generation_plan", outputs="data_generation_plan_md",
