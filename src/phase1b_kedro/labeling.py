@@ -14,15 +14,15 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import json_repair
 import numpy as np
 
-from phase1b_kedro.judging.modes import NOT_A_DATA_PROBLEM
-
 from phase1b_kedro.checkpoint import stable_key
+from phase1b_kedro.judging.modes import NOT_A_DATA_PROBLEM
 from phase1b_kedro.llm import GenerationConfig, LLMClient
 from phase1b_kedro.sampling import allocate
 
@@ -243,3 +243,50 @@ def teacher_instruction(pattern: Mapping[str, Any], count: int, seeds: Sequence[
     for n, s in enumerate(seeds, 1):
         lines.append(f"{n}. PROMPT: {(s.get('prompt') or '')[:500]}\n   RESPONSE: {(s.get('reference') or '')[:500]}")
     return "\n".join(lines)
+
+
+def heldout_split(patterns: Sequence[Mapping[str, Any]], rates: Mapping[str, Any], share: float,
+                  seed: int) -> dict[str, list[str]]:
+    """Ids held out per pattern: ``share`` of its failures (at least one when it has two or
+    more) and ``share`` of the passes assigned to it (matched passes), drawn with ``seed``.
+
+    Held-out failures are never seed examples; together with the passes they make a small
+    evaluation set per weakness, so the next model is measured on records its targeted
+    training data was not built from.
+    """
+    out: dict[str, list[str]] = {}
+    for p in patterns:
+        rng = random.Random(f"{seed}:{p['cluster_id']}")
+        failures = sorted(p["member_ids"])
+        n_fail = max(1, round(share * len(failures))) if len(failures) >= 2 else 0
+        passes = sorted((rates.get(p["cluster_id"]) or {}).get("pass_ids", []))
+        out[p["pattern_id"]] = sorted(rng.sample(failures, n_fail) + rng.sample(passes, round(share * len(passes))))
+    return out
+
+
+def contamination_check(entries: Sequence[Mapping[str, Any]], eval_set: Sequence[Mapping[str, Any]],
+                        threshold: float, model: str | None = None) -> dict[str, Any]:
+    """Near-duplicates between the plan's seeds and teacher instructions and the held-out prompts.
+
+    Every seed prompt and every teacher instruction is embedded with the held-out prompts
+    (all-MiniLM-L6-v2 by default); a pair at cosine >= ``threshold`` is flagged: generating
+    from such a seed would leak the evaluation item into the training data.
+
+    Returns:
+        ``{threshold, pairs_checked, max_cosine, flagged: [{pattern_id, kind, seed_id?,
+        heldout_id, cosine}]}``.
+    """
+    from phase1b_kedro.embeddings import BUNDLED_MINILM, embed
+
+    sources = [(e["pattern_id"], "seed", s["id"], s.get("prompt") or "") for e in entries for s in e["seed_examples"]]
+    sources += [(e["pattern_id"], "teacher_instruction", None, e["teacher_instruction"]) for e in entries]
+    held = [(r["id"], r.get("prompt") or "") for r in eval_set]
+    if not sources or not held:
+        return {"threshold": threshold, "pairs_checked": 0, "max_cosine": None, "flagged": []}
+    vectors = embed([t for *_, t in sources] + [t for _, t in held], model or BUNDLED_MINILM)
+    sims = vectors[: len(sources)] @ vectors[len(sources):].T
+    flagged = [{"pattern_id": src[0], "kind": src[1], **({"seed_id": src[2]} if src[2] else {}),
+                "heldout_id": held[j][0], "cosine": round(float(sims[i, j]), 4)}
+               for i, src in enumerate(sources) for j in np.flatnonzero(sims[i] >= threshold)]
+    return {"threshold": threshold, "pairs_checked": int(sims.size), "max_cosine": round(float(sims.max()), 4),
+            "flagged": flagged}

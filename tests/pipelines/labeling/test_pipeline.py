@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from phase1b_kedro.labeling import ctfidf_keywords, parse_label, plan_counts
+from phase1b_kedro.labeling import contamination_check, ctfidf_keywords, parse_label, plan_counts
 from phase1b_kedro.llm import make_client
 from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embed_failures
 from phase1b_kedro.pipelines.labeling.nodes import label_patterns, plan_data_generation, render_plan_markdown
@@ -61,7 +61,7 @@ def test_offline_patterns_and_plan(clustered):
     assert "fraction" in " ".join(by_topic["fractions"]["keywords"]) and "orders" in by_topic["sql"]["keywords"]
     assert patterns["patterns"][-1]["pattern_id"] == "unclustered"
     assert sum(p["size"] for p in patterns["patterns"]) == len(records)
-    plan = plan_data_generation(patterns, records, params)
+    plan, eval_set = plan_data_generation(patterns, records, params)
     assert plan["allocated"] == plan["total_examples"] == 1000
     for entry in plan["patterns"]:
         assert 3 <= len(entry["seed_examples"]) <= 5
@@ -69,6 +69,28 @@ def test_offline_patterns_and_plan(clustered):
         assert f"Write {entry['examples_to_generate']} new" in entry["teacher_instruction"]
     md = render_plan_markdown(plan)
     assert md.startswith("# Data generation plan") and md.count("\n## ") == len(plan["patterns"])
+    # the held-out evaluation set never feeds a seed, and each pattern of 2+ failures holds some out
+    seeds = {s["id"] for e in plan["patterns"] for s in e["seed_examples"]}
+    held = {r["id"] for r in eval_set}
+    assert held and not held & seeds and plan["heldout_records"] == len(eval_set)
+    assert all(e["heldout_ids"] for e in plan["patterns"] if e["failures"] >= 2)
+    assert {r["pattern_id"] for r in eval_set} <= {e["pattern_id"] for e in plan["patterns"]}
+
+
+def test_contamination_check_finds_a_planted_near_duplicate(clustered):
+    records, clusters = clustered
+    params = load_params("labeling")
+    patterns = label_patterns(records, clusters, params)
+    plan, eval_set = plan_data_generation(patterns, records, params)
+    assert plan["contamination_check"]["pairs_checked"] > 0
+    # templated prompts ("Simplify 3/4", "Simplify 5/8") are near-duplicates of each other: reported, not hidden
+    assert all(f["cosine"] >= 0.9 for f in plan["contamination_check"]["flagged"])
+    # plant: a held-out prompt that is a seed's prompt with one word changed
+    seed = plan["patterns"][0]["seed_examples"][0]
+    planted = [*eval_set, {"id": "planted", "pattern_id": "P01", "prompt": seed["prompt"].replace("the", "a", 1)}]
+    check = contamination_check(plan["patterns"], planted, 0.9)
+    hits = [f for f in check["flagged"] if f["heldout_id"] == "planted" and f.get("seed_id") == seed["id"]]
+    assert hits and hits[0]["cosine"] >= 0.9
 
 
 def test_llm_labels_are_used_cached_and_fall_back_when_unusable(clustered, tmp_path, allow_local_http):

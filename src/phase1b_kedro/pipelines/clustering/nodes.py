@@ -89,8 +89,8 @@ def pattern_rates(clusters: dict[str, Any], judged_results: list[dict], params: 
         params: The ``clustering`` parameter group (embedding model and limits).
 
     Returns:
-        ``pattern_rates``: ``{cluster_id: {failures, passes, failure_rate, failure_rate_ci95,
-        base_rate, lift, expected_failures, excess_failures}}`` and ``passes_assigned``.
+        ``pattern_rates``: ``{"patterns": {cluster_id: {failures, passes, pass_ids, failure_rate,
+        failure_rate_ci95, base_rate, lift, expected_failures, excess_failures}}, "passes_assigned"}``.
     """
     judged = [r for r in judged_results if r.get("passed") is not None]
     groups = [*clusters["clusters"], clusters["unclustered"]]
@@ -108,9 +108,11 @@ def pattern_rates(clusters: dict[str, Any], judged_results: list[dict], params: 
     out = {}
     for k, g in enumerate(groups):
         members = [judged[row[m]] for m in g["member_ids"] if m in row]
-        members += [judged[passes[j]] for j in np.flatnonzero(nearest == k)]
+        assigned = [judged[passes[j]] for j in np.flatnonzero(nearest == k)]
+        members += assigned
         failed, total = int(g["size"]), len(members)
         out[g["cluster_id"]] = {"failures": failed, "passes": total - failed,
+                                "pass_ids": [str(r["id"]) for r in assigned],
                                 "failure_rate": round(failed / total, 4) if total else None,
                                 "failure_rate_ci95": wilson_interval(failed, total),
                                 **lift(failed, Counter(r.get("category", "other") for r in members), base)}

@@ -7,7 +7,16 @@ from typing import Any
 
 from phase1b_kedro.clustering import UNCLUSTERED, failure_text
 from phase1b_kedro.judging.cache import VerdictCache
-from phase1b_kedro.labeling import ctfidf_keywords, fix_hint, llm_labels, offline_label, plan_counts, teacher_instruction
+from phase1b_kedro.labeling import (
+    contamination_check,
+    ctfidf_keywords,
+    fix_hint,
+    heldout_split,
+    llm_labels,
+    offline_label,
+    plan_counts,
+    teacher_instruction,
+)
 from phase1b_kedro.llm import LLMClient, make_client
 
 logger = logging.getLogger(__name__)
@@ -81,7 +90,8 @@ def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[
 def _ranked(patterns: list[dict[str, Any]], rates: dict[str, Any]) -> list[dict[str, Any]]:
     """Patterns with their rates, named ones ordered by excess failures (then size) and
     numbered P01, P02, ... in that order; ``unclustered`` stays last."""
-    with_rates = [{**p, **rates.get(p["cluster_id"], {})} for p in patterns]
+    with_rates = [{**p, **{k: v for k, v in rates.get(p["cluster_id"], {}).items() if k != "pass_ids"}}
+                  for p in patterns]
     named = [p for p in with_rates if p["cluster_id"] != UNCLUSTERED]
     named.sort(key=lambda p: (-(p.get("excess_failures") if p.get("excess_failures") is not None else p["size"]),
                               -p["size"], p["cluster_id"]))
@@ -89,17 +99,25 @@ def _ranked(patterns: list[dict[str, Any]], rates: dict[str, Any]) -> list[dict[
         [p for p in with_rates if p["cluster_id"] == UNCLUSTERED]
 
 
-def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params: dict[str, Any]) -> dict[str, Any]:
-    """How many targeted examples to generate per pattern, with seeds and a teacher instruction.
+def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params: dict[str, Any],
+                         judged_results: list[dict] | None = None,
+                         pattern_rates: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict]]:
+    """How many targeted examples to generate per pattern, with seeds and a teacher
+    instruction, and a held-out evaluation set per pattern that the seeds never touch.
 
     Args:
         patterns: Output of :func:`label_patterns`.
         failures: Failed records (seed examples come from here).
         params: The ``labeling`` group; ``plan.total_examples``, ``plan.min_per_pattern``,
-            ``plan.include_unclustered``, ``plan.seed_examples`` (3-5).
+            ``plan.include_unclustered``, ``plan.seed_examples`` (3-5), ``plan.heldout_share``
+            (of each pattern's failures and of the passes assigned to it),
+            ``plan.contamination_threshold`` (cosine).
+        judged_results: Every judged record (the held-out passes come from here).
+        pattern_rates: Passing records assigned to each pattern (clustering stage).
 
     Returns:
-        ``data_generation_plan``: per-pattern counts summing to the budget, and the entries.
+        ``data_generation_plan`` (per-pattern counts summing to the budget, the entries, the
+        contamination check) and ``pattern_eval_set`` (held-out records with their pattern).
     """
     plan = params.get("plan") or {}
     budget = int(plan.get("total_examples", 1000))
@@ -107,13 +125,14 @@ def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params:
                if p["pattern_id"] != UNCLUSTERED or plan.get("include_unclustered", True)]
     counts = plan_counts({p["pattern_id"]: p["size"] for p in include}, budget, int(plan.get("min_per_pattern", 20)))
     n_seeds = max(3, min(5, int(plan.get("seed_examples", 4))))
-    by_id = {str(r["id"]): r for r in failures}
+    by_id = {str(r["id"]): r for r in [*(judged_results or []), *failures]}
+    rates = (pattern_rates or {}).get("patterns", {})
+    heldout = heldout_split(patterns["patterns"], rates, float(plan.get("heldout_share", 0.25)), int(plan.get("seed", 42)))
     entries = []
     for p in include:
-        seeds = [_example(by_id[e["id"]]) for e in p["examples"][:n_seeds]]
-        if len(seeds) < n_seeds:  # small patterns: top up from the other members
-            seen = {s["id"] for s in seeds}
-            seeds += [_example(by_id[i]) for i in p["member_ids"] if i not in seen][: n_seeds - len(seeds)]
+        held = set(heldout.get(p["pattern_id"], []))
+        usable = [i for i in [*(e["id"] for e in p["examples"]), *p["member_ids"]] if i not in held]
+        seeds = [_example(by_id[i]) for i in dict.fromkeys(usable)][:n_seeds]
         count = counts[p["pattern_id"]]
         entries.append({
             "pattern_id": p["pattern_id"], "label": p["label"], "description": p["description"],
@@ -121,15 +140,21 @@ def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params:
             "categories": p["categories"], "failure_modes": p.get("failure_modes", {}), "fix": p.get("fix"),
             **{k: p.get(k) for k in ("failure_rate", "failure_rate_ci95", "passes", "base_rate", "lift",
                                      "excess_failures")},
-            "keywords": p["keywords"], "examples_to_generate": count,
+            "keywords": p["keywords"], "examples_to_generate": count, "heldout_ids": sorted(held),
             "seed_examples": [{k: s[k] for k in ("id", "prompt", "reference", "output")} for s in seeds],
             "teacher_instruction": teacher_instruction(p, count, seeds),
         })
     allocated = sum(e["examples_to_generate"] for e in entries)
     if entries and allocated != budget:
         raise ValueError(f"plan allocates {allocated} examples, budget is {budget}")
-    return {"total_examples": budget, "allocated": allocated, "min_per_pattern": int(plan.get("min_per_pattern", 20)),
-            "n_failures": patterns["n_failures"], "patterns": entries}
+    eval_set = [{**{k: by_id[i].get(k) for k in ("id", "category", "messages", "prompt", "reference", "source", "meta")},
+                 "pattern_id": pid, "failed_in_this_run": by_id[i].get("passed") is False}
+                for pid, ids in heldout.items() for i in ids if i in by_id]
+    check = contamination_check(entries, eval_set, float(plan.get("contamination_threshold", 0.9)),
+                                params.get("embedding_model"))
+    return ({"total_examples": budget, "allocated": allocated, "min_per_pattern": int(plan.get("min_per_pattern", 20)),
+             "n_failures": patterns["n_failures"], "heldout_records": len(eval_set), "contamination_check": check,
+             "patterns": entries}, eval_set)
 
 
 def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
@@ -146,6 +171,9 @@ def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
              f"{plan['n_failures']} failures in {len(plan['patterns'])} patterns; "
              f"{plan['allocated']} new training examples to generate (budget {plan['total_examples']}, "
              f"at least {plan['min_per_pattern']} per pattern).", "",
+             f"{plan.get('heldout_records', 0)} records are held out in `pattern_eval_set.jsonl` (run the next model on "
+             f"it to measure exactly these weaknesses); contamination check: "
+             f"{_contamination(plan.get('contamination_check') or {})}.", "",
              "| # | pattern | failures | share | failure rate (95% CI) | lift | examples to generate |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for e in plan["patterns"]:
@@ -155,13 +183,21 @@ def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:
         lines += ["", f"## {e['pattern_id']}: {_md(e['label'])}", "", f"**What it is.** {_md(e['description'])}", "",
                   f"**What the model gets wrong.** {_md(e['what_model_gets_wrong'])}", "",
                   *([f"**Fix first.** {_md(e['fix'])}", ""] if e.get("fix") else []),
-                  f"**Generate {e['examples_to_generate']} examples.** Keywords: {', '.join(e['keywords']) or '-'}.",
+                  f"**Generate {e['examples_to_generate']} examples.** Keywords: {', '.join(e['keywords']) or '-'}. "
+                  f"Held out for evaluation (never seeds): {len(e.get('heldout_ids', []))} records.",
                   "", "Seed examples:", ""]
         for s in e["seed_examples"]:
             lines += [f"- **Prompt:** {_md(_short(s['prompt']))}", f"  - **Reference:** {_md(_short(s['reference']))}",
                       f"  - **Model output:** {_md(_short(s['output']))}"]
         lines += ["", "Teacher instruction:", "", "```text", e["teacher_instruction"].replace("```", "'''"), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _contamination(check: dict[str, Any]) -> str:
+    if not check.get("pairs_checked"):
+        return "nothing to check"
+    return (f"{len(check['flagged'])} of {check['pairs_checked']} seed/instruction vs held-out pairs at cosine >= "
+            f"{check['threshold']}")
 
 
 def _rate(entry: dict[str, Any]) -> str:

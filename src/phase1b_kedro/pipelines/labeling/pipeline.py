@@ -11,8 +11,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(func=label_patterns, inputs=["failures", "clusters", "params:labeling", "pattern_rates"],
                  outputs="patterns", name="label_patterns_node"),
-            Node(func=plan_data_generation, inputs=["patterns", "failures", "params:labeling"],
-                 outputs="data_generation_plan", name="plan_data_generation_node"),
+            Node(func=plan_data_generation,
+                 inputs=["patterns", "failures", "params:labeling", "judged_results", "pattern_rates"],
+                 outputs=["data_generation_plan", "pattern_eval_set"], name="plan_data_generation_node"),
             Node(func=render_plan_markdown, inputs="data_generation_plan", outputs="data_generation_plan_md",
                  name="render_plan_markdown_node"),
         ]
