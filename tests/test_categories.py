@@ -1,4 +1,4 @@
-"""Category decisions: source field through aliases, or the rule-based classifier."""
+"""Category decisions: field through aliases, the file's own classifier, source propagation, rules."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ def classifier(sampling_params) -> CategoryClassifier:
                                                  ("qa", "qa"), ("logic", "reasoning")])
 def test_field_categories_map_through_aliases(classifier, field, expected):
     decision = classifier.decide(field, [], "irrelevant text")
-    assert (decision.category, decision.source) == (expected, "field")
+    assert (decision.category, decision.method) == (expected, "field")
 
 
 def test_unknown_field_value_falls_back_to_inference(classifier):
     decision = classifier.decide("astrology", [], "Write a haiku about the moon.")
-    assert (decision.category, decision.source) == ("creative", "inferred")
+    assert (decision.category, decision.method) == ("creative", "rules")
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_unknown_field_value_falls_back_to_inference(classifier):
 def test_rules_infer_categories(classifier, text, expected):
     decision = classifier.infer(text)
     assert decision.category == expected
-    assert decision.source == "inferred"
+    assert decision.method == "rules"
     assert bool(decision.rules) == (text != "Hello there")
 
 
