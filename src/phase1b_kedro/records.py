@@ -328,11 +328,11 @@ def _sharegpt_tool_call(value: Any) -> str:
     return f"<tool_call>\n{_as_json_text(value)}\n</tool_call>"
 
 
-def _content(turn: Mapping[str, Any], key: str, where: str, notes: dict[str, Any], tool_result: bool) -> Any:
+def _content(turn: Mapping[str, Any], key: str, what: str, i: int, notes: dict[str, Any], tool_result: bool) -> Any:
     """A turn's content as text (parts joined); ``None`` stays ``None`` for the caller to judge."""
     content = turn.get(key)
     if isinstance(content, list):
-        return _parts_text(content, f"{where}.{key}", notes)
+        return _parts_text(content, f"{what}[{i}].{key}", notes)
     if tool_result and isinstance(content, (dict, int, float, bool)):
         return _as_json_text(content)  # structured tool results are common
     return content
@@ -345,30 +345,34 @@ def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "ro
                    f"{what} must be a non-empty list of turns")
     out = []
     for i, turn in enumerate(turns):
-        where = f"{what}[{i}]"
         if not isinstance(turn, dict):
-            raise _Bad("wrong_type", f"{where} is not an object")
+            raise _Bad("wrong_type", f"{what}[{i}] is not an object")
         raw_role = turn.get(role_key)
         if role_map is not None:
             role = role_map.get(str(raw_role).strip().lower())
         else:
             role = _CHAT_ROLE_MAP.get(raw_role, raw_role)
-        if role == "tool_call":  # ShareGPT function_call turn
-            value = turn.get(content_key)  # the call itself: an object, a list of them, or JSON text
-            if value is None or value == "":
-                raise _Bad("wrong_type", f"{where}.{content_key} must hold the call")
-            out.append({"role": "assistant", "content": _sharegpt_tool_call(value)})
+        content = turn.get(content_key)
+        if role == "user" or role == "system" or (role == "assistant" and "tool_calls" not in turn
+                                                   and "function_call" not in turn):
+            if isinstance(content, str):  # the common case, kept cheap
+                out.append({"role": role, "content": content})
+                continue
+        if role == "tool_call":  # ShareGPT function_call turn: the call itself (an object, a list, JSON text)
+            if content is None or content == "":
+                raise _Bad("wrong_type", f"{what}[{i}].{content_key} must hold the call")
+            out.append({"role": "assistant", "content": _sharegpt_tool_call(content)})
             _count(notes, "tool_calls")
             continue
         if role not in _CHAT_ROLES:
-            raise _Bad("bad_role", f"{where} has unknown role {raw_role!r}")
-        content = _content(turn, content_key, where, notes, tool_result=role == "tool")
-        calls = _openai_tool_calls(turn, where) if role == "assistant" and role_map is None else []
+            raise _Bad("bad_role", f"{what}[{i}] has unknown role {raw_role!r}")
+        content = _content(turn, content_key, what, i, notes, tool_result=role == "tool")
+        calls = _openai_tool_calls(turn, f"{what}[{i}]") if role == "assistant" and role_map is None else []
         if calls:
             content = "\n".join(([content] if isinstance(content, str) and content.strip() else []) + calls)
             _count(notes, "tool_calls", len(calls))
         if not isinstance(content, str):
-            raise _Bad("wrong_type", f"{where}.{content_key} must be text, got {type(content).__name__}")
+            raise _Bad("wrong_type", f"{what}[{i}].{content_key} must be text, got {type(content).__name__}")
         if role == "tool":
             _count(notes, "tool_results")
         out.append({"role": role, "content": content})

@@ -41,6 +41,7 @@ from phase1b_kedro.categories import (
     TextCategoryModel,
     classifier_from_params,
     classifier_text,
+    documents,
     estimate_accuracy,
     resolve,
     train_classifier,
@@ -240,43 +241,50 @@ def _scan_worker(bounds: tuple[int, int]) -> _Part:
     return _scan_range(_WORK["raw"], *bounds, _WORK["scanner"], _WORK["spill_dir"], _WORK["train_cap"])
 
 
-def _classify_worker(job: tuple[str, list[str | None]]) -> tuple[np.ndarray, ...]:
-    return _classify_spill(*job, _WORK["scanner"].classifier, _WORK["model"], _WORK["min_confidence"],
-                           _WORK["seen_sources"])
+def _classify_worker(job: tuple) -> tuple[np.ndarray, ...]:
+    return _classify_spill(*job, _WORK["scanner"].classifier, _WORK["model"], _WORK["min_confidence"])
 
 
-def _classify_spill(path: str, sources: list[str | None], rules: CategoryClassifier,
-                    model: TextCategoryModel | None, min_confidence: float,
-                    seen_sources: set[str] | None) -> tuple[np.ndarray, ...]:
-    """Classifier and rules for one spill file's texts (``sources``: each text's source name).
+def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray, want_rules: np.ndarray,
+                    rules: CategoryClassifier, model: TextCategoryModel | None,
+                    min_confidence: float) -> tuple[np.ndarray, ...]:
+    """Classifier and rules for one spill file's texts, only where asked.
 
-    The classifier answers only for ``seen_sources`` (``None``: all); the rules run only where
-    it did not answer confidently (they are the last resort).
+    Args:
+        path: The spill file (one JSON ``[system, prompt]`` per line).
+        sources: Each text's source name.
+        use_model: Rows the classifier may answer.
+        want_rules: Rows whose rules are needed, if the classifier does not answer confidently.
 
     Returns:
-        Classifier category code and probability, rule category code, whether a rule matched.
+        Classifier category code and probability, rule category code, whether a rule matched,
+        whether the rules were applied.
     """
     n = len(sources)
     clf_cat = np.full(n, -1, dtype=np.int8)
     clf_conf = np.zeros(n, dtype=np.float32)
     rule_cat = np.zeros(n, dtype=np.int8)
     rule_hit = np.zeros(n, dtype=bool)
+    rule_done = np.zeros(n, dtype=bool)
+    use_model = use_model & (model is not None)
     with open(path, "rb") as fh:
         for start in range(0, n, _BATCH):
-            texts = [tuple(orjson.loads(fh.readline())) for _ in range(min(_BATCH, n - start))]
-            batch_sources = sources[start:start + len(texts)]
-            allowed = [seen_sources is None or s in seen_sources for s in batch_sources]
-            if model is not None and any(allowed):
-                cats, conf = model.predict(texts, batch_sources)
-                clf_cat[start:start + len(texts)] = [_CAT_CODE[c] if ok else -1 for c, ok in zip(cats, allowed)]
-                clf_conf[start:start + len(texts)] = np.where(allowed, conf, 0)
-            for i, text in enumerate(texts, start):
-                if clf_cat[i] >= 0 and clf_conf[i] >= min_confidence:
-                    continue  # the classifier decided; the rules are the last resort
-                decision = rules.rules(*text)
+            stop = min(n, start + _BATCH)
+            lines = [fh.readline() for _ in range(start, stop)]
+            rows = [i for i in range(start, stop) if use_model[i]]
+            if rows:
+                texts = [orjson.loads(lines[i - start]) for i in rows]
+                cats, conf = model.predict(documents(texts, [sources[i] for i in rows]))
+                clf_cat[rows] = [_CAT_CODE[c] for c in cats]
+                clf_conf[rows] = conf
+            for i in range(start, stop):
+                if not want_rules[i] or (clf_cat[i] >= 0 and clf_conf[i] >= min_confidence):
+                    continue  # the rules are the last resort
+                decision = rules.rules(*orjson.loads(lines[i - start]))
                 rule_cat[i] = _CAT_CODE[decision.category]
                 rule_hit[i] = bool(decision.rules)
-    return clf_cat, clf_conf, rule_cat, rule_hit
+                rule_done[i] = True
+    return clf_cat, clf_conf, rule_cat, rule_hit, rule_done
 
 
 def _workers(params: Mapping[str, Any], size: int) -> int:
@@ -373,7 +381,14 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
                        params: Mapping[str, Any], workers: int) -> dict[str, Any]:
     """Second pass: the file's classifier and the rules over the spilled texts, then resolution.
 
-    Adds ``category`` and ``category_method`` (and drops the working columns) in place.
+    Work is skipped where it cannot change a decision: the classifier runs only where it may
+    be used (sources with labelled records, or all when it generalises to unseen sources);
+    the rules run on every record without a source, and on a deterministic sample of
+    ``source_sample`` records per source (enough to know the source's majority); a third
+    pass applies them to the rest of a source only when it has no clear majority.
+
+    Adds ``category``, ``category_method``, ``category_confidence`` and ``source`` (and drops
+    the working columns) in place.
     """
     settings = scanner.inference
     seed = int(params.get("seed", 0))
@@ -389,33 +404,55 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
         >= settings.classifier_unseen_min_accuracy
     report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
-    seen_sources = None if unseen_ok else set(train_sources) - {None}
 
-    # Spilled rows are the records without a usable field, in each part's order.
     field = index["field_cat"].to_numpy()
-    src_all = index["source_code"].to_numpy()
-    jobs, offset = [], 0
-    for part in parts:
-        n_part = len(part.line)
-        rows = np.flatnonzero(field[offset:offset + n_part] < 0) + offset
-        jobs.append((part.spill, [sources[c] if c >= 0 else None for c in src_all[rows]], rows))
-        offset += n_part
-    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence, seen_sources=seen_sources)
-    results, _ = _map(_classify_worker, [(path, srcs) for path, srcs, _ in jobs if len(srcs)], workers)
-    jobs = [job for job in jobs if len(job[1])]
-    n = len(index)
+    src = index["source_code"].to_numpy()
+    n, undecided = len(index), field < 0
+    seen = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
+    seen[:] = unseen_ok
+    seen[[i for i, name in enumerate(sources) if name in set(train_sources)]] = True
+    use_model = undecided & seen[src] & (model is not None)
+    per_source = np.bincount(src[undecided & (src >= 0)], minlength=len(sources) + 1)
+    rate = np.minimum(1.0, settings.source_sample / np.maximum(per_source, 1))
+    rate[-1] = 1.0  # records without a source: always
+    spread = index["key"].to_numpy().astype(np.float64) / 2.0**64  # a content hash: uniform in [0, 1)
+    want_rules = undecided & (spread < rate[src])
+
     clf_cat = np.full(n, -1, dtype=np.int8)
     clf_conf = np.zeros(n, dtype=np.float32)
     rule_cat = np.zeros(n, dtype=np.int8)
     rule_hit = np.zeros(n, dtype=bool)
-    for (_, _, rows), (c, p, r, h) in zip(jobs, results, strict=True):
-        clf_cat[rows], clf_conf[rows], rule_cat[rows], rule_hit[rows] = c, p, r, h
-    category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src_all, settings)
+    rule_done = np.zeros(n, dtype=bool)
+    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence)
+
+    def run(model_rows: np.ndarray, rule_rows: np.ndarray) -> None:
+        jobs, first = [], 0
+        for part in parts:
+            rows = np.flatnonzero(undecided[first:first + len(part.line)]) + first
+            first += len(part.line)
+            if model_rows[rows].any() or rule_rows[rows].any():
+                jobs.append((rows, (part.spill, [sources[c] if c >= 0 else None for c in src[rows]],
+                                    model_rows[rows], rule_rows[rows])))
+        results, _ = _map(_classify_worker, [job for _, job in jobs], workers)
+        for (rows, _), (c, p, r, h, d) in zip(jobs, results, strict=True):
+            done = rows[d]
+            rule_cat[done], rule_hit[done], rule_done[done] = r[d], h[d], True
+            asked = rows[model_rows[rows]]
+            clf_cat[asked], clf_conf[asked] = c[model_rows[rows]], p[model_rows[rows]]
+
+    run(use_model, want_rules)
+    category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
+    missing = (method == METHODS.index("rules")) & ~rule_done
+    if missing.any():  # sources without a clear majority: their remaining records need their rules
+        run(np.zeros(n, dtype=bool), missing)
+        category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
     index["category"] = pd.Categorical.from_codes(category, categories=list(CATEGORIES))
     index["category_method"] = pd.Categorical.from_codes(method, categories=list(METHODS))
     index["category_confidence"] = np.where(method == 1, clf_conf, np.nan).astype(np.float32)
-    index["source"] = pd.Categorical.from_codes(src_all, categories=sources) if sources else None
+    index["source"] = pd.Categorical.from_codes(src, categories=sources) if sources else None
     index.drop(columns=["field_cat", "source_code"], inplace=True)
+    report["rules_applied"] = int(rule_done.sum())
+    report["classifier_applied"] = int(use_model.sum())
     return {"estimated_accuracy": report}
 
 
