@@ -346,6 +346,8 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     - ``classifier``: cross-validated with whole sources held out (scikit-learn
       ``GroupKFold``, up to 5 folds): the estimate for a source with no labelled records.
       Records without a source form one group of their own.
+    - ``classifier_within_sources``: cross-validated over records (``StratifiedKFold``): the
+      estimate for records of sources that do have labelled records.
     - ``source``: each labelled record against the majority of the *other* labelled records
       of its source (sources with at least ``source_min_records`` others).
     - ``rules``: the rules on the labelled records (they are not trained on the file).
@@ -360,27 +362,20 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     if n == 0:
         return report
     k = min(5, report["sources"])
-    if settings.classifier and k >= 2 and n >= settings.classifier_min_labeled:
-        from sklearn.model_selection import GroupKFold
+    if settings.classifier and n >= settings.classifier_min_labeled and len(set(labels)) >= 2:
+        from sklearn.model_selection import GroupKFold, StratifiedKFold
 
         docs = documents(texts, sources)
-        pred = np.empty(n, dtype=object)
-        conf = np.zeros(n, dtype=np.float32)
-        for train, test in GroupKFold(n_splits=k).split(np.zeros(n), labels_arr, groups):
-            if len(set(labels_arr[train].tolist())) < 2:
-                pred[test], conf[test] = labels_arr[train][0], 1.0
-                continue
-            model = TextCategoryModel.fit([docs[i] for i in train], labels_arr[train].tolist(), seed)
-            pred[test], conf[test] = model.predict([docs[i] for i in test])
-        confident = conf >= settings.classifier_min_confidence
-        report["classifier"] = {
-            "accuracy": _share(pred == labels_arr),
-            "accuracy_when_confident": _share((pred == labels_arr)[confident]),
-            "confident_share": _share(confident),
-            "records": n,
-            "folds": k,
-            "held_out": "whole sources",
-        }
+        folds = min(5, int(np.unique(labels_arr, return_counts=True)[1].min()))
+        if folds >= 2:
+            # Records of sources that have labelled records: what the classifier is used for first.
+            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(n), labels_arr)
+            report["classifier_within_sources"] = _cross_validate(docs, labels_arr, splits, settings, seed,
+                                                                  "records (their sources seen)")
+        if k >= 2:
+            # Whole sources held out: what to expect for a source with no labelled record.
+            splits = GroupKFold(n_splits=k).split(np.zeros(n), labels_arr, groups)
+            report["classifier"] = _cross_validate(docs, labels_arr, splits, settings, seed, "whole sources")
     right = total = 0
     for group in set(groups.tolist()):
         members = labels_arr[groups == group]
@@ -399,6 +394,31 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     hits = [rules.rules(*texts[i]).category == labels_arr[i] for i in picked]
     report["rules"] = {"accuracy": _share(np.asarray(hits)), "records": len(hits)}
     return report
+
+
+def _cross_validate(docs: list[set[str]], labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
+                    held_out: str) -> dict[str, Any]:
+    """Accuracy of :class:`TextCategoryModel` on each fold's held-out records."""
+    n = len(labels)
+    pred = np.empty(n, dtype=object)
+    conf = np.zeros(n, dtype=np.float32)
+    folds = 0
+    for train, test in splits:
+        folds += 1
+        if len(set(labels[train].tolist())) < 2:
+            pred[test], conf[test] = labels[train][0], 1.0
+            continue
+        model = TextCategoryModel.fit([docs[i] for i in train], labels[train].tolist(), seed)
+        pred[test], conf[test] = model.predict([docs[i] for i in test])
+    confident = conf >= settings.classifier_min_confidence
+    return {
+        "accuracy": _share(pred == labels),
+        "accuracy_when_confident": _share((pred == labels)[confident]),
+        "confident_share": _share(confident),
+        "records": n,
+        "folds": folds,
+        "held_out": held_out,
+    }
 
 
 def _share(mask: np.ndarray) -> float | None:

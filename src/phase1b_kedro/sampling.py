@@ -452,6 +452,11 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     index["source"] = pd.Categorical.from_codes(src, categories=sources) if sources else None
     index.drop(columns=["field_cat", "source_code"], inplace=True)
     report["rules_applied"] = int(rule_done.sum())
+    # Records whose source has no labelled record: only the rules (or a classifier that
+    # generalises) speak for them; on unfamiliar datasets the rules may be weak.
+    labelled = np.zeros(len(sources) + 1, dtype=bool)
+    labelled[np.unique(src[field >= 0])] = True
+    report["records_in_unlabelled_sources"] = int((undecided & ~labelled[src]).sum())
     report["classifier_applied"] = int(use_model.sum())
     return {"estimated_accuracy": report}
 
