@@ -210,10 +210,17 @@ class InferenceSettings:
 CLASSIFIER_CHARS = 300
 
 
+@lru_cache(maxsize=4096)
+def _system_words(system: str) -> frozenset[str]:
+    """Words of a system turn (cached: records of one source usually share it)."""
+    return frozenset(_WORD.findall(system.lower()))
+
+
 def _tokens(system: str, prompt: str, source: str | None) -> set[str]:
     """Binary features: the words at the start of the system turn and prompt, plus the source
     (a token no word can equal)."""
-    words = set(_WORD.findall(f"{system[:CLASSIFIER_CHARS]}\n{prompt[:CLASSIFIER_CHARS]}".lower()))
+    words = set(_WORD.findall(prompt[:CLASSIFIER_CHARS].lower()))
+    words |= _system_words(system[:CLASSIFIER_CHARS])
     if source:
         words.add("\x00" + source)
     return words
@@ -242,18 +249,26 @@ class TextCategoryModel:
     @classmethod
     def fit(cls, docs: Sequence[set[str]], labels: Sequence[str], seed: int = 0) -> TextCategoryModel:
         """Fit on :func:`documents` with their categories."""
+        vocabulary = cls.vocabulary(docs)
+        return cls(vocabulary, cls.estimator(seed).fit(cls._matrix(docs, vocabulary), np.asarray(labels)))
+
+    @staticmethod
+    def estimator(seed: int) -> Any:
+        """The unfitted scikit-learn model."""
         from sklearn.linear_model import SGDClassifier
 
+        return SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=15, tol=None, random_state=seed)
+
+    @staticmethod
+    def vocabulary(docs: Sequence[set[str]]) -> dict[str, int]:
+        """Feature columns: tokens in at least two documents (all of them for small files)."""
         counts: dict[str, int] = {}
         for doc in docs:
             for tok in doc:
                 counts[tok] = counts.get(tok, 0) + 1
-        # Words seen once say little and make the model large; small files keep them all.
+        # Words seen once say little and make the model large.
         min_df = 2 if len(docs) >= 200 else 1
-        vocabulary = {tok: i for i, tok in enumerate(sorted(t for t, c in counts.items() if c >= min_df))}
-        model = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=15, tol=None, random_state=seed)
-        model.fit(cls._matrix(docs, vocabulary), np.asarray(labels))
-        return cls(vocabulary, model)
+        return {tok: i for i, tok in enumerate(sorted(t for t, c in counts.items() if c >= min_df))}
 
     @staticmethod
     def _matrix(docs: Sequence[set[str]], vocabulary: Mapping[str, int]) -> Any:
@@ -261,8 +276,9 @@ class TextCategoryModel:
         from sklearn.preprocessing import normalize
 
         indptr, indices = [0], []
+        get = vocabulary.get
         for doc in docs:
-            indices.extend(vocabulary[t] for t in doc if t in vocabulary)
+            indices.extend([i for i in map(get, doc) if i is not None])
             indptr.append(len(indices))
         data = np.ones(len(indices), dtype=np.float32)
         return normalize(csr_matrix((data, indices, indptr), shape=(len(docs), max(1, len(vocabulary)))))
@@ -398,18 +414,24 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
 
 def _cross_validate(docs: list[set[str]], labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
                     held_out: str) -> dict[str, Any]:
-    """Accuracy of :class:`TextCategoryModel` on each fold's held-out records."""
+    """Accuracy of :class:`TextCategoryModel`'s estimator on each fold's held-out records.
+
+    The feature columns are chosen once from all documents (no labels involved), so each
+    fold only fits the linear model.
+    """
     n = len(labels)
     pred = np.empty(n, dtype=object)
     conf = np.zeros(n, dtype=np.float32)
+    matrix = TextCategoryModel._matrix(docs, TextCategoryModel.vocabulary(docs))
     folds = 0
     for train, test in splits:
         folds += 1
         if len(set(labels[train].tolist())) < 2:
             pred[test], conf[test] = labels[train][0], 1.0
             continue
-        model = TextCategoryModel.fit([docs[i] for i in train], labels[train].tolist(), seed)
-        pred[test], conf[test] = model.predict([docs[i] for i in test])
+        model = TextCategoryModel.estimator(seed).fit(matrix[train], labels[train])
+        proba = model.predict_proba(matrix[test])
+        pred[test], conf[test] = model.classes_[proba.argmax(axis=1)], proba.max(axis=1)
     confident = conf >= settings.classifier_min_confidence
     return {
         "accuracy": _share(pred == labels),
