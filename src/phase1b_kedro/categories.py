@@ -281,7 +281,9 @@ class TextCategoryModel:
             indices.extend([i for i in map(get, doc) if i is not None])
             indptr.append(len(indices))
         data = np.ones(len(indices), dtype=np.float32)
-        return normalize(csr_matrix((data, indices, indptr), shape=(len(docs), max(1, len(vocabulary)))))
+        matrix = csr_matrix((data, indices, indptr), shape=(len(docs), max(1, len(vocabulary))))
+        matrix.sort_indices()  # set order varies between processes; sums must not
+        return normalize(matrix)
 
     def predict(self, docs: Sequence[set[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted category and its probability for each of :func:`documents`."""
