@@ -216,19 +216,24 @@ def _system_words(system: str) -> frozenset[str]:
     return frozenset(_WORD.findall(system.lower()))
 
 
-def _tokens(system: str, prompt: str, source: str | None) -> set[str]:
-    """Binary features: the words at the start of the system turn and prompt, plus the source
-    (a token no word can equal)."""
-    words = set(_WORD.findall(prompt[:CLASSIFIER_CHARS].lower()))
-    words |= _system_words(system[:CLASSIFIER_CHARS])
+#: A classifier document: the start of the system turn, the words of the start of the
+#: prompt, and the source. The system turn's words are looked up once per distinct turn.
+Document = tuple[str, frozenset[str], str | None]
+
+
+def documents(texts: Sequence[tuple[str, str]], sources: Sequence[str | None]) -> list[Document]:
+    """The classifier's features of each ``(system, prompt)`` text and its source: the words
+    at the start of the system turn and prompt, plus the source (a token no word can equal)."""
+    return [(system[:CLASSIFIER_CHARS], frozenset(_WORD.findall(prompt[:CLASSIFIER_CHARS].lower())), src)
+            for (system, prompt), src in zip(texts, sources, strict=True)]
+
+
+def _doc_tokens(doc: Document) -> set[str]:
+    system, words, source = doc
+    tokens = set(words) | _system_words(system)
     if source:
-        words.add("\x00" + source)
-    return words
-
-
-def documents(texts: Sequence[tuple[str, str]], sources: Sequence[str | None]) -> list[set[str]]:
-    """The classifier's features of each ``(system, prompt)`` text and its source."""
-    return [_tokens(s, p, src) for (s, p), src in zip(texts, sources, strict=True)]
+        tokens.add("\x00" + source)
+    return tokens
 
 
 class TextCategoryModel:
@@ -247,7 +252,7 @@ class TextCategoryModel:
         self.classes = np.asarray(model.classes_)
 
     @classmethod
-    def fit(cls, docs: Sequence[set[str]], labels: Sequence[str], seed: int = 0) -> TextCategoryModel:
+    def fit(cls, docs: Sequence[Document], labels: Sequence[str], seed: int = 0) -> TextCategoryModel:
         """Fit on :func:`documents` with their categories."""
         vocabulary = cls.vocabulary(docs)
         return cls(vocabulary, cls.estimator(seed).fit(cls._matrix(docs, vocabulary), np.asarray(labels)))
@@ -260,32 +265,40 @@ class TextCategoryModel:
         return SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=15, tol=None, random_state=seed)
 
     @staticmethod
-    def vocabulary(docs: Sequence[set[str]]) -> dict[str, int]:
+    def vocabulary(docs: Sequence[Document]) -> dict[str, int]:
         """Feature columns: tokens in at least two documents (all of them for small files)."""
         counts: dict[str, int] = {}
         for doc in docs:
-            for tok in doc:
+            for tok in _doc_tokens(doc):
                 counts[tok] = counts.get(tok, 0) + 1
         # Words seen once say little and make the model large.
         min_df = 2 if len(docs) >= 200 else 1
         return {tok: i for i, tok in enumerate(sorted(t for t, c in counts.items() if c >= min_df))}
 
     @staticmethod
-    def _matrix(docs: Sequence[set[str]], vocabulary: Mapping[str, int]) -> Any:
+    def _matrix(docs: Sequence[Document], vocabulary: Mapping[str, int]) -> Any:
         from scipy.sparse import csr_matrix
         from sklearn.preprocessing import normalize
 
-        indptr, indices = [0], []
         get = vocabulary.get
-        for doc in docs:
-            indices.extend([i for i in map(get, doc) if i is not None])
+        system_columns: dict[str, list[int]] = {}
+        indptr, indices = [0], []
+        for system, words, source in docs:
+            columns = system_columns.get(system)
+            if columns is None:
+                columns = system_columns[system] = [i for i in map(get, _system_words(system)) if i is not None]
+            indices.extend(columns)
+            indices.extend([i for i in map(get, words) if i is not None])
+            if source and (col := get("\x00" + source)) is not None:
+                indices.append(col)
             indptr.append(len(indices))
         data = np.ones(len(indices), dtype=np.float32)
         matrix = csr_matrix((data, indices, indptr), shape=(len(docs), max(1, len(vocabulary))))
-        matrix.sort_indices()  # set order varies between processes; sums must not
+        matrix.sum_duplicates()  # a word in both system turn and prompt; sorted, so sums never vary
+        matrix.data[:] = 1.0
         return normalize(matrix)
 
-    def predict(self, docs: Sequence[set[str]]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, docs: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted category and its probability for each of :func:`documents`."""
         if not docs:
             return np.array([], dtype=object), np.array([], dtype=np.float32)
@@ -414,7 +427,7 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     return report
 
 
-def _cross_validate(docs: list[set[str]], labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
+def _cross_validate(docs: list[Document], labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
                     held_out: str) -> dict[str, Any]:
     """Accuracy of :class:`TextCategoryModel`'s estimator on each fold's held-out records.
 
