@@ -190,7 +190,8 @@ class InferenceSettings:
         known = {f.name: f.type for f in fields(cls)}
         unknown = set(group) - set(known)
         if unknown:
-            raise ParameterError(f"sampling.category_inference has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ParameterError(f"sampling.category_inference has unknown keys {sorted(unknown)}; "
+                                 f"known: {sorted(known)}")
         kwargs: dict[str, Any] = {}
         for key, value in group.items():
             default = getattr(cls, key)

@@ -27,7 +27,6 @@ from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from phase1b_kedro.categories import (
     train_classifier,
 )
 from phase1b_kedro.datasets import RawInput
-from phase1b_kedro.params import choice
+from phase1b_kedro.params import ParameterError, choice
 from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise
 
 logger = logging.getLogger(__name__)
@@ -290,7 +289,7 @@ def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray,
 def _workers(params: Mapping[str, Any], size: int) -> int:
     workers = params.get("scan_workers", "auto")
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"sampling.scan_workers must be auto or a positive integer, got {workers!r}")
+        raise ParameterError(f"sampling.scan_workers must be auto or a positive integer, got {workers!r}")
     workers = (os.cpu_count() or 1) if workers == "auto" else workers
     workers = max(1, min(workers, math.ceil(size / PARALLEL_MIN_BYTES)))
     return workers if "fork" in mp.get_all_start_methods() else 1
@@ -322,11 +321,13 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
         BadRecordError: Under ``on_bad_record: fail``, for the first unusable line.
         NoRecordsError: When not one line could be used.
     """
-    raw = RawInput.of(raw)
     scanner = Scanner(params)
+    raw = RawInput.of(raw)
     workers = _workers(params, raw.size)
     cuts = _line_starts(raw, workers)
-    train_cap = max(1, scanner.inference.classifier_max_train // max(1, len(cuts) - 1))
+    # Each range keeps its own smallest-hash labelled records: the union holds the file's, so
+    # the training set does not depend on how many workers scanned it.
+    train_cap = max(1, scanner.inference.classifier_max_train)
     with tempfile.TemporaryDirectory(prefix="phase1b-scan-") as spill_dir:
         _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap)
         try:
@@ -361,7 +362,7 @@ def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list
         first += part.lines
         blanks += part.blanks
     cols = {k: np.concatenate(v) if v else np.array([], dtype=np.int64) for k, v in columns.items()}
-    key_hex = pd.Series(cols["key"].astype(np.uint64)).map("h-{:016x}".format) if len(cols["key"]) else pd.Series([], dtype=str)
+    key_hex = pd.Series(cols["key"].astype(np.uint64), dtype=object).map("h-{:016x}".format)
     id_col = pd.Series(ids, dtype=object)
     from_source = cols["id_from_source"].astype(bool)
     index = pd.DataFrame({

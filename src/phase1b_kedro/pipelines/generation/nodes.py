@@ -136,7 +136,8 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
     error_rate = len(errored) / len(outputs)
     warnings = []
     if error_rate > max_error_rate:
-        top = "; ".join(f"{n} x {r}" for r, n in Counter(failure_reason(g.get("error")) for g in errored).most_common(3))
+        reasons = Counter(failure_reason(g.get("error")) for g in errored).most_common(3)
+        top = "; ".join(f"{n} x {r}" for r, n in reasons)
         warnings.append(f"{len(errored)} of {len(outputs)} records failed ({error_rate:.1%} > max_error_rate "
                         f"{max_error_rate:.0%}): {top}")
         logger.warning("generation: %s", warnings[-1])
