@@ -203,7 +203,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             part.key.append(key)
             part.fmt.append(_FMT_CODE[rec.format])
             part.id_from_source.append(rec.id_from_source)
-            part.ids.append(rec.id if rec.id_from_source else "")
+            part.ids.append(rec.id if rec.id_from_source else "")  # "" is one shared object
             src = part.sources.setdefault(rec.source, len(part.sources)) if rec.source else -1
             part.source.append(src)
             mapped = cfg_field(rec.source_category)
@@ -362,13 +362,13 @@ def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list
         first += part.lines
         blanks += part.blanks
     cols = {k: np.concatenate(v) if v else np.array([], dtype=np.int64) for k, v in columns.items()}
-    key_hex = pd.Series(cols["key"].astype(np.uint64), dtype=object).map("h-{:016x}".format)
-    id_col = pd.Series(ids, dtype=object)
     from_source = cols["id_from_source"].astype(bool)
     index = pd.DataFrame({
         "line": cols["line"].astype(np.int64),
         "offset": cols["offset"].astype(np.int64),
-        "id": id_col.where(from_source, key_hex).astype(str) if len(ids) else pd.Series([], dtype=str),
+        # Only ids the records bring are held ("" otherwise): a content-hash id is `h-` + key,
+        # written out where needed, so millions of records do not cost millions of strings.
+        "id": pd.Series(ids, dtype=object),
         "id_from_source": from_source,
         "key": cols["key"].astype(np.uint64),
         "format": pd.Categorical.from_codes(cols["fmt"].astype(np.int8), categories=list(FORMATS)),
@@ -498,25 +498,32 @@ def _sha256(raw: RawInput) -> str:
     return digest.hexdigest()
 
 
+def display_id(rec_id: str, key: int) -> str:
+    """A record's id from its index row: its own, or ``h-`` + its content hash."""
+    return rec_id or f"h-{int(key):016x}"
+
+
 def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
     The first occurrence is kept. A later record with the same content is rejected as
-    ``duplicate``; one that reuses an id with different content as ``duplicate_id``.
+    ``duplicate``; one that reuses an id with different content as ``duplicate_id``
+    (content-hash ids cannot collide without equal content).
 
     Args:
-        index: The record index (columns of :class:`RecordIndex`), in input order.
+        index: The record index (see :func:`scan_input`), in input order.
 
     Returns:
         The de-duplicated index and the rejections (with line numbers and the kept id).
     """
     dup_key = index["key"].duplicated(keep="first")
-    first_id_by_key = index.loc[~dup_key].set_index("key")["id"]
+    first = index.loc[~dup_key]
+    first_id_by_key = dict(zip(first["key"].tolist(), first["id"].tolist(), strict=True))
     rest = index.loc[~dup_key]
-    dup_id = rest["id"].duplicated(keep="first")
+    dup_id = rest["id"].duplicated(keep="first") & rest["id_from_source"]
     rejected = [
-        {"line": int(line), "reason": "duplicate", "id": rec_id,
-         "detail": f"same prompt and reference as id {first_id_by_key[key]}"}
+        {"line": int(line), "reason": "duplicate", "id": display_id(rec_id, key),
+         "detail": f"same prompt and reference as id {display_id(first_id_by_key[key], key)}"}
         for line, rec_id, key in index.loc[dup_key, ["line", "id", "key"]].itertuples(index=False)
     ] + [
         {"line": int(line), "reason": "duplicate_id", "id": rec_id,
