@@ -156,6 +156,8 @@ class _Part:
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
     train: list[tuple] = field(default_factory=list)
     spill: str = ""
+    #: Index rows of this range (kept once the columns are merged and released).
+    count: int = 0
 
 
 def _line_starts(raw: RawInput, n: int) -> list[int]:
@@ -334,6 +336,10 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
             parts, sha256 = _map(_scan_worker, list(zip(cuts[:-1], cuts[1:], strict=True)), workers,
                                  meanwhile=lambda: _sha256(raw))
             index, rejected, blanks, lines, sources = _merge(parts)
+            for part in parts:  # the index holds them now
+                part.count = len(part.line)
+                part.line = part.offset = part.key = part.fmt = part.source = part.field_cat = None
+                part.id_from_source, part.ids = None, []
             if index.empty:
                 raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
             categories = _decide_categories(index, parts, sources, scanner, params, workers)
@@ -429,8 +435,8 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     def run(model_rows: np.ndarray, rule_rows: np.ndarray) -> None:
         jobs, first = [], 0
         for part in parts:
-            rows = np.flatnonzero(undecided[first:first + len(part.line)]) + first
-            first += len(part.line)
+            rows = np.flatnonzero(undecided[first:first + part.count]) + first
+            first += part.count
             if model_rows[rows].any() or rule_rows[rows].any():
                 jobs.append((rows, (part.spill, [sources[c] if c >= 0 else None for c in src[rows]],
                                     model_rows[rows], rule_rows[rows])))
@@ -517,13 +523,14 @@ def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]
         The de-duplicated index and the rejections (with line numbers and the kept id).
     """
     dup_key = index["key"].duplicated(keep="first")
-    first = index.loc[~dup_key]
-    first_id_by_key = dict(zip(first["key"].tolist(), first["id"].tolist(), strict=True))
     rest = index.loc[~dup_key]
+    # The kept record's id, looked up only for the duplicated contents (a few, not millions).
+    kept = rest.loc[rest["key"].isin(index.loc[dup_key, "key"]), ["key", "id"]]
+    first_id_by_key = dict(zip(kept["key"].tolist(), kept["id"].tolist(), strict=True))
     dup_id = rest["id"].duplicated(keep="first") & rest["id_from_source"]
     rejected = [
         {"line": int(line), "reason": "duplicate", "id": display_id(rec_id, key),
-         "detail": f"same prompt and reference as id {display_id(first_id_by_key[key], key)}"}
+         "detail": f"same prompt and reference as id {display_id(first_id_by_key[int(key)], key)}"}
         for line, rec_id, key in index.loc[dup_key, ["line", "id", "key"]].itertuples(index=False)
     ] + [
         {"line": int(line), "reason": "duplicate_id", "id": rec_id,
