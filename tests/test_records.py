@@ -122,3 +122,145 @@ def test_unusable_records_are_rejected_with_reason(obj, reason):
     rej = normalise(obj, CFG)
     assert isinstance(rej, Rejection)
     assert rej.reason == reason
+
+
+# ---------------------------------------------------------------- tool calling and content parts
+
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("call_role", ["function_call", "tool_call", "Function_Call"])
+@pytest.mark.parametrize("result_role", ["observation", "tool", "function_response", "tool_response"])
+def test_sharegpt_function_calling_turns_are_accepted(call_role, result_role):
+    rec = ok({"conversations": [
+        {"from": "human", "value": "Weather in Paris?"},
+        {"from": call_role, "value": '{"name": "get_weather", "arguments": {"city": "Paris"}}'},
+        {"from": result_role, "value": '{"temp_c": 21}'},
+        {"from": "gpt", "value": "It is 21 °C in Paris."},
+    ], "tools": '[{"name": "get_weather", "parameters": {"type": "object"}}]'})
+    assert rec.messages == [
+        {"role": "system", "content": '<tools>\n{"name": "get_weather", "parameters": {"type": "object"}}\n</tools>'},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": CALL},
+        {"role": "tool", "content": '{"temp_c": 21}'},
+    ]
+    assert rec.reference == "It is 21 °C in Paris." and rec.prompt == "Weather in Paris?"
+    assert (rec.meta["tool_calls"], rec.meta["tool_results"], rec.meta["tools"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("value", [
+    {"name": "get_weather", "arguments": {"city": "Paris"}},                    # an object, not JSON text
+    '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',        # arguments as JSON text
+    [{"name": "get_weather", "parameters": {"city": "Paris"}}],                # a list, `parameters`
+])
+def test_sharegpt_call_layouts_render_the_same_block(value):
+    rec = ok({"conversations": [{"from": "human", "value": "Weather in Paris?"}, {"from": "function_call", "value": value}]})
+    assert rec.reference == CALL  # a conversation ending in a call: the call is the reference
+
+
+def test_sharegpt_call_that_is_not_json_is_kept_verbatim():
+    rec = ok({"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "get_weather(Paris)"},
+                                {"from": "observation", "value": "21"}, {"from": "gpt", "value": "21"}]})
+    assert rec.messages[1]["content"] == "<tool_call>\nget_weather(Paris)\n</tool_call>"
+
+
+def test_openai_tool_calls_with_null_content_and_tool_turn():
+    rec = ok({"messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 21}'},
+        {"role": "assistant", "content": "It is 21 °C."},
+    ], "tools": [{"type": "function", "function": {"name": "get_weather"}}]})
+    assert rec.format == "chat"
+    assert [m["role"] for m in rec.messages] == ["system", "user", "assistant", "tool"]
+    assert rec.messages[2]["content"] == CALL and rec.messages[3]["content"] == '{"temp_c": 21}'
+    assert rec.reference == "It is 21 °C."
+    assert (rec.meta["tool_calls"], rec.meta["tool_results"], rec.meta["tools"]) == (1, 1, 1)
+
+
+def test_openai_legacy_function_call_function_role_and_text_beside_calls():
+    rec = ok({"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": "Checking.", "function_call": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+        {"role": "function", "name": "get_weather", "content": {"temp_c": 21}},
+        {"role": "assistant", "content": [{"type": "text", "text": "Paris: 21 °C."}]},
+    ], "functions": [{"name": "get_weather"}]})
+    assert rec.messages[0] == {"role": "system", "content": 'Be brief.\n\n<tools>\n{"name": "get_weather"}\n</tools>'}
+    assert rec.messages[2]["content"] == "Checking.\n" + CALL
+    assert rec.messages[3] == {"role": "tool", "content": '{"temp_c": 21}'}
+    assert rec.reference == "Paris: 21 °C."
+
+
+def test_final_turn_with_only_tool_calls_is_the_reference():
+    rec = ok({"messages": [{"role": "user", "content": "Weather in Paris?"},
+                           {"role": "assistant", "content": "", "tool_calls": [
+                               {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}]})
+    assert rec.reference == CALL
+
+
+def test_content_parts_are_joined_with_a_newline():
+    rec = ok({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Name the largest planet."},
+                                     {"type": "text", "text": "Answer in one word."}]},
+        {"role": "assistant", "content": "Jupiter"}]})
+    assert rec.prompt == "Name the largest planet.\nAnswer in one word."
+
+
+def test_non_text_parts_are_counted_in_meta_never_dropped_silently():
+    rec = ok({"messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:..."}},
+                                     {"type": "text", "text": "What is shown?"},
+                                     {"type": "input_audio", "input_audio": {}}, {"type": "image_url"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "A cat."}]}]})
+    assert rec.prompt == "What is shown?" and rec.reference == "A cat."
+    assert rec.meta["non_text_parts"] == {"count": 3, "types": {"image_url": 2, "input_audio": 1}}
+    assert "non_text_parts" not in ok({"prompt": "p", "response": "r"}).meta
+
+
+@pytest.mark.parametrize("part", [{"type": "text", "text": None}, {"type": "text"}, {"type": "text", "text": 3}, 7])
+def test_a_text_part_that_is_not_text_is_wrong_type(part):
+    rej = normalise({"messages": [{"role": "user", "content": [part]}, {"role": "assistant", "content": "x"}]}, CFG)
+    assert isinstance(rej, Rejection) and rej.reason == "wrong_type"
+    assert "messages[0].content[0]" in rej.detail
+
+
+def test_sharegpt_system_field_and_source_fields():
+    rec = ok({"system": "You are terse.", "dataset": "glaive",
+              "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]})
+    assert rec.messages[0] == {"role": "system", "content": "You are terse."}
+    assert rec.source == "glaive"
+
+
+def test_assistant_turn_without_content_or_calls_is_wrong_type():
+    rej = normalise({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]}, CFG)
+    assert isinstance(rej, Rejection) and rej.reason == "wrong_type"
+
+
+# ---------------------------------------------------------------- list parameters
+
+@pytest.mark.parametrize("name", FieldConfig.LIST_PARAMS)
+def test_every_list_parameter_accepts_a_single_string(name):
+    cfg = FieldConfig.from_params({name: "instruction_text"})
+    assert getattr(cfg, name) == ("instruction_text",)
+
+
+def test_single_string_prompt_field_reads_records():
+    """`--params "sampling.prompt_fields=instruction_text"` gives a string, not a list."""
+    cfg = FieldConfig.from_params({"prompt_fields": "instruction_text"})
+    rec = normalise({"instruction_text": "Say hi", "response": "hi"}, cfg)
+    assert isinstance(rec, Normalised) and rec.prompt == "Say hi"
+
+
+@pytest.mark.parametrize("value", [3, {"a": 1}, ["ok", 5], [""], None])
+def test_bad_list_parameters_stop_naming_the_parameter(value):
+    from phase1b_kedro.params import ParameterError
+
+    if value is None:
+        assert FieldConfig.from_params({"id_fields": None}).id_fields == FieldConfig().id_fields
+        return
+    with pytest.raises(ParameterError, match=r"sampling\.id_fields"):
+        FieldConfig.from_params({"id_fields": value})
+    with pytest.raises(ParameterError, match=r"sampling\.prompt_fields"):
+        FieldConfig.from_params({"prompt_fields": []})

@@ -3,21 +3,25 @@
 kedro-datasets' ``pandas.JSONDataset`` reads JSONL, but a DataFrame is lossy for these
 records: absent keys become NaN, ``null`` scores become floats, nested ``messages``/``meta``
 round-trip as objects and id strings that look numeric are re-typed. The stages pass lists
-of plain dicts, so these two small datasets keep the file format (one JSON object per line)
-exactly, and the raw input is handed over as bytes so that the sampling stage can quarantine
-bad lines (invalid UTF-8, malformed JSON, truncated last line) with their line numbers.
+of plain dicts, so these small datasets keep the file format (one JSON object per line)
+exactly. The raw input is handed over as a :class:`RawInput`, a handle that the sampling
+stage reads in byte ranges (never the whole file in memory), so that it can quarantine bad
+lines (invalid UTF-8, malformed JSON, truncated last line) with their line numbers.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
+import fsspec
 import numpy as np
 import orjson
 from kedro.io import AbstractDataset, DatasetError
+from kedro.io.core import get_protocol_and_path
 
 
 class _LocalFileDataset(AbstractDataset):
@@ -38,8 +42,90 @@ class _LocalFileDataset(AbstractDataset):
         return {"filepath": str(self._filepath)}
 
 
+class RawInput:
+    """The raw input file, read in byte ranges: a path and a size, never the contents.
+
+    Built by :class:`RawJSONLinesDataset` for a file (any fsspec URL), or from ``bytes``
+    (tests, notebooks). Worker processes open their own handle on the same file.
+    """
+
+    def __init__(self, path: str | None = None, protocol: str = "file", size: int | None = None,
+                 data: bytes | None = None, fs_args: dict[str, Any] | None = None) -> None:
+        """Args:
+        path: The file's path (without protocol), or ``None`` for in-memory ``data``.
+        protocol: fsspec protocol of ``path``.
+        size: The file's size in bytes (looked up when not given).
+        data: In-memory contents instead of a file.
+        fs_args: Extra arguments for the fsspec filesystem.
+        """
+        self.path, self.protocol, self.data = path, protocol, data
+        self._fs_args = fs_args or {}
+        if data is None:
+            size = size if size is not None else self._fs().size(path)
+        self.size = len(data) if data is not None else int(size)
+
+    @classmethod
+    def of(cls, raw: RawInput | bytes) -> RawInput:
+        """Accept either a handle or plain bytes."""
+        return raw if isinstance(raw, RawInput) else cls(data=bytes(raw))
+
+    def _fs(self) -> Any:
+        return fsspec.filesystem(self.protocol, **self._fs_args)
+
+    def open(self) -> IO[bytes]:
+        """A binary file object positioned at the start."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        return self._fs().open(self.path, "rb")
+
+    def __repr__(self) -> str:
+        where = f"{self.protocol}://{self.path}" if self.data is None else "<bytes>"
+        return f"RawInput({where}, {self.size} bytes)"
+
+
+class RawJSONLinesDataset(AbstractDataset):
+    """Read-only: the raw JSONL input as a :class:`RawInput` handle (any fsspec URL).
+
+    Missing and empty files are clear errors at load time.
+    """
+
+    def __init__(self, filepath: str, fs_args: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        """Args:
+        filepath: Path or URL of the file (``s3://``, ``gs://``, ``memory://``, local...).
+        fs_args: Extra arguments for the fsspec filesystem (credentials etc.).
+        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+        """
+        self._protocol, self._path = get_protocol_and_path(filepath)
+        self._fs_args = fs_args or {}
+        self._filepath = filepath
+        self.metadata = metadata
+
+    def load(self) -> RawInput:
+        """The handle; raise ``DatasetError`` if the file is missing or holds only whitespace."""
+        fs = fsspec.filesystem(self._protocol, **self._fs_args)
+        if not fs.isfile(self._path):
+            raise DatasetError(f"Input file not found: {self._filepath} (set raw_prompts.filepath in the catalog)")
+        raw = RawInput(self._path, self._protocol, fs.size(self._path), fs_args=self._fs_args)
+        with raw.open() as fh:
+            while block := fh.read(1 << 20):
+                if block.strip():
+                    return raw
+        raise DatasetError(f"Input file is empty: {self._filepath}")
+
+    def save(self, data: Any) -> None:
+        """Raw input is read-only."""
+        raise DatasetError(f"{self._filepath} is a read-only input")
+
+    def _exists(self) -> bool:
+        return fsspec.filesystem(self._protocol, **self._fs_args).isfile(self._path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath}
+
+
 class RawBytesDataset(_LocalFileDataset):
-    """Read-only: loads a file's bytes unchanged. Missing or empty files are clear errors."""
+    """Read-only: loads a small file's bytes unchanged (tests). Missing or empty files are clear errors."""
 
     def load(self) -> bytes:
         """Return the file's bytes; raise ``DatasetError`` if missing or empty."""

@@ -10,6 +10,27 @@ Supported per-record formats (detected, or forced with ``sampling.input_format``
 - ``evals``: OpenAI-evals ``input`` (chat list or string) + ``ideal`` (string or list of
   acceptable answers; all kept in ``meta.acceptable``, the first is the reference).
 
+Tool calling (function calling) conversations are accepted in every common layout:
+OpenAI ``tool_calls`` (an assistant turn whose ``content`` may be null) or the legacy
+``function_call``, ``tool`` and ``function`` result turns, ShareGPT ``function_call`` /
+``observation`` (and ``tool_call``/``tool``/``function_response``/``tool_response``) turns. In
+``messages`` they stay ``{role, content}`` with text content, so any chat template renders
+them and every later stage reads them like other turns:
+
+- a tool call is an ``assistant`` turn whose content ends with one block per call,
+  ``<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`` (the Hermes/Qwen convention
+  most tool-tuned open models are trained on), after the turn's own text if it has any;
+- a tool result is a ``tool`` turn whose content is the result's text (JSON for structured
+  results);
+- tool definitions given with the record (``tools`` or ``functions``) are appended to the
+  system turn (one is added when there is none) as ``<tools>\n[...]\n</tools>``.
+
+``meta.tool_calls``, ``meta.tool_results`` and ``meta.tools`` count them.
+
+Content given as a list of parts keeps its text parts joined with a newline; parts that are
+not text (images, audio, files) are counted in ``meta.non_text_parts`` (``count`` and
+``types``). A text part whose text is not a string makes the record ``wrong_type``.
+
 ``normalise`` never raises for bad content: it returns a :class:`Rejection` with a reason,
 so the caller can quarantine the record and account for it.
 """
@@ -17,6 +38,7 @@ so the caller can quarantine the record and account for it.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +46,7 @@ from typing import Any
 import orjson
 
 from phase1b_kedro.code_tests import extract_tests
+from phase1b_kedro.params import string_list
 
 CATEGORIES: tuple[str, ...] = ("math", "code", "reasoning", "creative", "qa", "other")
 FORMATS: tuple[str, ...] = ("prompt_response", "alpaca", "chat", "sharegpt", "evals")
@@ -32,8 +55,15 @@ _SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
     "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
     "system": "system",
+    # function calling (LLaMA-Factory, glaive, ToolACE, xLAM exports...)
+    "function_call": "tool_call", "tool_call": "tool_call", "tool_calls": "tool_call",
+    "observation": "tool", "tool": "tool", "function": "tool", "function_response": "tool",
+    "tool_response": "tool", "ipython": "tool",
 }
 _CHAT_ROLES = {"system", "user", "assistant", "developer", "tool"}
+#: Result turns of the OpenAI chat format (``function`` is the legacy name of ``tool``).
+_CHAT_ROLE_MAP = {"function": "tool", "ipython": "tool"}
+_TEXT_PART_TYPES = {"text", "input_text", "output_text"}
 
 
 @dataclass(frozen=True)
@@ -48,19 +78,26 @@ class FieldConfig:
     id_fields: tuple[str, ...] = ("id", "task_id", "uid", "question_id", "example_id")
     category_fields: tuple[str, ...] = ("category", "task_type", "type", "domain")
     system_fields: tuple[str, ...] = ("system", "system_prompt")
-    source_field: str = "source"
+    #: Where a record says which dataset it came from (the first one present is used).
+    source_fields: tuple[str, ...] = ("source", "dataset", "data_source", "dataset_name")
     max_prompt_chars: int = 200_000
+
+    #: The list-typed parameters (each also accepts one string).
+    LIST_PARAMS = ("prompt_fields", "response_fields", "id_fields", "category_fields", "system_fields",
+                   "source_fields")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> FieldConfig:
-        """Build from the ``sampling`` parameter group (missing keys keep defaults)."""
+        """Build from the ``sampling`` parameter group (missing keys keep defaults).
+
+        Raises:
+            ParameterError: For a list parameter that is neither a list of strings nor a string.
+        """
         kwargs: dict[str, Any] = {}
-        for name in ("prompt_fields", "response_fields", "id_fields", "category_fields",
-                     "system_fields"):
-            if name in params and params[name] is not None:
-                kwargs[name] = tuple(params[name])
-        if params.get("source_field"):
-            kwargs["source_field"] = str(params["source_field"])
+        for name in cls.LIST_PARAMS:
+            if params.get(name) is not None:
+                kwargs[name] = string_list(params[name], f"sampling.{name}",
+                                           allow_empty=name not in ("prompt_fields", "response_fields"))
         if params.get("max_prompt_chars"):
             kwargs["max_prompt_chars"] = int(params["max_prompt_chars"])
         return cls(**kwargs)
@@ -129,8 +166,10 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
     if fmt is None:
         keys = ", ".join(sorted(map(str, obj))[:8])
         return Rejection("unknown_format", f"no known format fits keys [{keys}]")
+    notes: dict[str, Any] = {}
     try:
-        messages, reference, acceptable = _PARSERS[fmt](obj, cfg)
+        messages, reference, acceptable = _PARSERS[fmt](obj, cfg, notes)
+        messages = _with_tool_definitions(obj, messages, notes)
     except _Bad as bad:
         return Rejection(bad.reason, bad.detail)
 
@@ -151,6 +190,7 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
         meta["source_meta"] = obj["meta"]
     if acceptable is not None:
         meta["acceptable"] = acceptable
+    meta.update(notes)
     tests = extract_tests(obj)
     if tests is not None:
         meta["tests"] = tests
@@ -164,7 +204,7 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
     if not from_source:
         rec_id = "h-" + key
 
-    source = obj.get(cfg.source_field)
+    source = _first_present(obj, cfg.source_fields)
     cat = _first_present(obj, cfg.category_fields)
     return Normalised(
         id=rec_id,
@@ -173,7 +213,7 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
         prompt=prompt,
         reference=reference,
         format=fmt,
-        source=source if isinstance(source, str) and source else None,
+        source=source.strip() if isinstance(source, str) and source.strip() else None,
         source_category=cat.strip() if isinstance(cat, str) and cat.strip() else None,
         meta=meta,
         key=key,
@@ -219,8 +259,91 @@ def _last_prompt(messages: list[dict[str, str]]) -> str:
     return ""
 
 
-def _chat_list(turns: Any, what: str, role_key: str = "role", content_key: str = "content",
-               role_map: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+def _count(notes: dict[str, Any], key: str, n: int = 1) -> None:
+    notes[key] = notes.get(key, 0) + n
+
+
+def _parts_text(parts: list[Any], where: str, notes: dict[str, Any]) -> str:
+    """Join a content-parts list: text parts with a newline, other parts counted in ``notes``."""
+    texts = []
+    for j, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise _Bad("wrong_type", f"{where}[{j}] is a {type(part).__name__}, not a content part")
+        kind = part.get("type", "text" if "text" in part else None)
+        if kind in _TEXT_PART_TYPES:
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _Bad("wrong_type", f"{where}[{j}].text must be text, got {type(text).__name__}")
+            texts.append(text)
+        else:
+            found = notes.setdefault("non_text_parts", {"count": 0, "types": {}})
+            found["count"] += 1
+            found["types"][str(kind)] = found["types"].get(str(kind), 0) + 1
+    return "\n".join(texts)
+
+
+def _as_json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _tool_call_block(name: Any, arguments: Any) -> str:
+    """One call in the Hermes/Qwen text convention; arguments given as a JSON string are parsed."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            pass  # kept as the string it is
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
+
+
+def _openai_tool_calls(turn: Mapping[str, Any], where: str) -> list[str]:
+    """The calls of an OpenAI assistant turn (``tool_calls``, or the legacy ``function_call``)."""
+    calls = turn.get("tool_calls")
+    if calls is None and isinstance(turn.get("function_call"), dict):
+        calls = [{"function": turn["function_call"]}]
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise _Bad("wrong_type", f"{where}.tool_calls must be a list")
+    blocks = []
+    for k, call in enumerate(calls):
+        fn = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise _Bad("wrong_type", f"{where}.tool_calls[{k}] has no function name")
+        blocks.append(_tool_call_block(fn["name"], fn.get("arguments")))
+    return blocks
+
+
+def _sharegpt_tool_call(value: Any) -> str:
+    """A ShareGPT ``function_call`` value: ``{"name", "arguments"}`` (as JSON text or an object),
+    or a list of them; anything else is kept verbatim inside one block."""
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return f"<tool_call>\n{value}\n</tool_call>"
+    calls = parsed if isinstance(parsed, list) else [parsed]
+    if all(isinstance(c, dict) and "name" in c for c in calls):
+        return "\n".join(_tool_call_block(c["name"], c.get("arguments", c.get("parameters"))) for c in calls)
+    return f"<tool_call>\n{_as_json_text(value)}\n</tool_call>"
+
+
+def _content(turn: Mapping[str, Any], key: str, what: str, i: int, notes: dict[str, Any], tool_result: bool) -> Any:
+    """A turn's content as text (parts joined); ``None`` stays ``None`` for the caller to judge."""
+    content = turn.get(key)
+    if isinstance(content, list):
+        return _parts_text(content, f"{what}[{i}].{key}", notes)
+    if tool_result and isinstance(content, (dict, int, float, bool)):
+        return _as_json_text(content)  # structured tool results are common
+    return content
+
+
+def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "role",
+               content_key: str = "content", role_map: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     if not isinstance(turns, list) or not turns:
         raise _Bad("wrong_type" if turns is not None else f"missing_{what}",
                    f"{what} must be a non-empty list of turns")
@@ -228,17 +351,57 @@ def _chat_list(turns: Any, what: str, role_key: str = "role", content_key: str =
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise _Bad("wrong_type", f"{what}[{i}] is not an object")
-        role = turn.get(role_key)
-        role = role_map.get(str(role).lower()) if role_map is not None else role
-        if role not in _CHAT_ROLES:
-            raise _Bad("bad_role", f"{what}[{i}] has unknown role {turn.get(role_key)!r}")
+        raw_role = turn.get(role_key)
+        if role_map is not None:
+            role = role_map.get(str(raw_role).strip().lower())
+        else:
+            role = _CHAT_ROLE_MAP.get(raw_role, raw_role)
         content = turn.get(content_key)
-        if isinstance(content, list):  # OpenAI content parts: keep the text parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if role == "user" or role == "system" or (role == "assistant" and "tool_calls" not in turn
+                                                   and "function_call" not in turn):
+            if isinstance(content, str):  # the common case, kept cheap
+                out.append({"role": role, "content": content})
+                continue
+        if role == "tool_call":  # ShareGPT function_call turn: the call itself (an object, a list, JSON text)
+            if content is None or content == "":
+                raise _Bad("wrong_type", f"{what}[{i}].{content_key} must hold the call")
+            out.append({"role": "assistant", "content": _sharegpt_tool_call(content)})
+            _count(notes, "tool_calls")
+            continue
+        if role not in _CHAT_ROLES:
+            raise _Bad("bad_role", f"{what}[{i}] has unknown role {raw_role!r}")
+        content = _content(turn, content_key, what, i, notes, tool_result=role == "tool")
+        calls = _openai_tool_calls(turn, f"{what}[{i}]") if role == "assistant" and role_map is None else []
+        if calls:
+            content = "\n".join(([content] if isinstance(content, str) and content.strip() else []) + calls)
+            _count(notes, "tool_calls", len(calls))
         if not isinstance(content, str):
-            raise _Bad("wrong_type", f"{what}[{i}].{content_key} must be text")
+            raise _Bad("wrong_type", f"{what}[{i}].{content_key} must be text, got {type(content).__name__}")
+        if role == "tool":
+            _count(notes, "tool_results")
         out.append({"role": role, "content": content})
     return out
+
+
+def _with_tool_definitions(obj: Mapping[str, Any], messages: list[dict[str, str]],
+                           notes: dict[str, Any]) -> list[dict[str, str]]:
+    """Append the record's tool definitions (``tools`` or ``functions``) to its system turn."""
+    tools = obj.get("tools", obj.get("functions"))
+    if tools in (None, "", []):
+        return messages
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except ValueError as exc:
+            raise _Bad("wrong_type", f"tools is a string but not JSON ({exc})") from exc
+    if not isinstance(tools, list):
+        tools = [tools]
+    block = "<tools>\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) + "\n</tools>"
+    notes["tools"] = len(tools)
+    if messages and messages[0]["role"] == "system":
+        head = messages[0]["content"]
+        return [{"role": "system", "content": f"{head}\n\n{block}" if head.strip() else block}] + messages[1:]
+    return [{"role": "system", "content": block}] + messages
 
 
 def _split_final_assistant(turns: list[dict[str, str]], what: str):
@@ -249,21 +412,24 @@ def _split_final_assistant(turns: list[dict[str, str]], what: str):
     return turns[:-1], turns[-1]["content"], None
 
 
-def _parse_chat(obj: Mapping[str, Any], cfg: FieldConfig):
-    return _split_final_assistant(_chat_list(obj.get("messages"), "messages"), "messages")
+def _parse_chat(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
+    return _split_final_assistant(_chat_list(obj.get("messages"), "messages", notes), "messages")
 
 
-def _parse_sharegpt(obj: Mapping[str, Any], cfg: FieldConfig):
-    turns = _chat_list(obj.get("conversations"), "conversations", "from", "value", _SHAREGPT_ROLES)
+def _parse_sharegpt(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
+    turns = _chat_list(obj.get("conversations"), "conversations", notes, "from", "value", _SHAREGPT_ROLES)
+    system = _first_present(obj, cfg.system_fields)
+    if isinstance(system, str) and system.strip() and turns[0]["role"] != "system":
+        turns = [{"role": "system", "content": system}] + turns  # LLaMA-Factory keeps it beside the turns
     return _split_final_assistant(turns, "conversations")
 
 
-def _parse_evals(obj: Mapping[str, Any], cfg: FieldConfig):
+def _parse_evals(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
     raw = obj.get("input")
     if isinstance(raw, str):
         messages = [{"role": "user", "content": raw}]
     else:
-        messages = _chat_list(raw, "input")
+        messages = _chat_list(raw, "input", notes)
     ideal = obj.get("ideal")
     acceptable = None
     if isinstance(ideal, list):
@@ -281,7 +447,7 @@ def _system(obj: Mapping[str, Any], cfg: FieldConfig) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}] if isinstance(system, str) else []
 
 
-def _parse_alpaca(obj: Mapping[str, Any], cfg: FieldConfig):
+def _parse_alpaca(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
     instruction = _text(obj.get("instruction"), "prompt")
     extra = obj.get("input")
     if extra not in (None, ""):
@@ -290,7 +456,7 @@ def _parse_alpaca(obj: Mapping[str, Any], cfg: FieldConfig):
     return messages, _text(obj.get("output"), "reference"), None
 
 
-def _parse_prompt_response(obj: Mapping[str, Any], cfg: FieldConfig):
+def _parse_prompt_response(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
     prompt = _first_present(obj, cfg.prompt_fields)
     reference = _first_present(obj, cfg.response_fields)
     messages = _system(obj, cfg) + [{"role": "user", "content": _text(prompt, "prompt")}]

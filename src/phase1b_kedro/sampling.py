@@ -1,17 +1,29 @@
 """Reading, indexing and stratified sampling of a large JSONL of prompt/reference pairs.
 
-The input is scanned once into a compact index (line number, id, category, content hash),
-in parallel worker processes for large files; only the sampled lines are normalised into
-full records afterwards. This keeps 500K-record inputs to seconds and little memory.
+The input is streamed, never held whole in memory: it is cut into byte ranges at line
+starts, and worker processes (``scan_workers``) read their range in blocks. Each line is
+parsed and normalised once into a compact index row (line number, byte offset, id, content
+hash, format, source, category field); the text the category inference reads (the start of
+the system turn and prompt) of records without a usable category field is spilled to a
+temporary file, with a bounded, deterministic subset of the labelled records kept for
+training. A second pass over the spill applies the file's own classifier and the rules
+(:mod:`phase1b_kedro.categories`), and the categories are resolved. Only the sampled lines
+are read again (by offset) and turned into full records.
+
+Memory: a few tens of bytes per record for the index (plus the ids a file brings), whatever
+the size of the records; the spilled text lives on disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import math
 import multiprocessing as mp
 import os
+import tempfile
+from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,68 +33,57 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from phase1b_kedro.categories import classifier_from_params
+from phase1b_kedro.categories import (
+    METHODS,
+    CategoryClassifier,
+    InferenceSettings,
+    TextCategoryModel,
+    classifier_from_params,
+    classifier_text,
+    documents,
+    estimate_accuracy,
+    resolve,
+    train_classifier,
+)
+from phase1b_kedro.datasets import RawInput
+from phase1b_kedro.params import ParameterError, choice
 from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise
 
 logger = logging.getLogger(__name__)
 
 _BOM = b"\xef\xbb\xbf"
-#: Below this many lines the scan stays in-process (forking costs more than it saves).
-PARALLEL_MIN_LINES = 50_000
+#: Below this many bytes per worker the scan stays in-process (forking costs more than it saves).
+PARALLEL_MIN_BYTES = 32 << 20
 _RAW_PREVIEW = 300
+_CAT_CODE = {c: i for i, c in enumerate(CATEGORIES)}
+_FMT_CODE = {f: i for i, f in enumerate(FORMATS)}
+#: Rows per classifier/rules batch in the second pass.
+_BATCH = 50_000
 
 
 class BadRecordError(ValueError):
     """Raised under ``on_bad_record: fail`` for the first unusable line."""
 
 
-@dataclass
-class RecordIndex:
-    """Column-oriented index of the usable records, in input order."""
-
-    line: list[int] = field(default_factory=list)
-    id: list[str] = field(default_factory=list)
-    id_from_source: list[bool] = field(default_factory=list)
-    key: list[str] = field(default_factory=list)
-    category: list[str] = field(default_factory=list)
-    category_source: list[str] = field(default_factory=list)
-    format: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.line)
-
-    def extend(self, other: RecordIndex) -> None:
-        """Append another index's rows."""
-        for name in self.__dataclass_fields__:
-            getattr(self, name).extend(getattr(other, name))
+class NoRecordsError(ValueError):
+    """Raised when not one input line could be used; the message names the likely cause."""
 
 
 @dataclass
 class ScanResult:
     """What one pass over the input found."""
 
-    index: RecordIndex
+    index: pd.DataFrame
     rejected: list[dict[str, Any]]
     lines_read: int
     blank_lines: int
     input_sha256: str
     input_bytes: int
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """Split raw file bytes into lines: BOM stripped, CRLF tolerated, final newline optional."""
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+    categories: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_line(raw: bytes, is_last: bool) -> Any | Rejection:
     """Decode one line to a JSON value, or say precisely why it cannot be."""
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -102,140 +103,434 @@ def rejection_record(lineno: int, rej: Rejection, raw: bytes) -> dict[str, Any]:
         "reason": rej.reason,
         "detail": rej.detail,
         "id": None,  # a line that does not normalise has no trustworthy id
-        "raw_preview": raw[:_RAW_PREVIEW].decode("utf-8", errors="replace"),
+        "raw_preview": raw[:_RAW_PREVIEW].decode("utf-8", errors="replace").rstrip("\r\n"),
     }
 
 
 class Scanner:
-    """Turns lines into index rows and rejections, under one configuration."""
+    """Turns lines into index rows and rejections, under one configuration.
+
+    Every parameter is checked here, before any line is read.
+    """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         """Args:
         params: The ``sampling`` parameter group.
+
+        Raises:
+            ParameterError: For a parameter the stage cannot use (named in the message).
         """
         self.cfg = FieldConfig.from_params(params)
-        self.forced_format = params.get("input_format", "auto")
-        if self.forced_format != "auto" and self.forced_format not in FORMATS:
-            raise ValueError(f"sampling.input_format must be auto or one of {FORMATS}, got {self.forced_format!r}")
-        self.policy = params.get("on_bad_record", "quarantine")
-        if self.policy not in ("quarantine", "fail"):
-            raise ValueError(f"sampling.on_bad_record must be quarantine or fail, got {self.policy!r}")
-        self.classifier = classifier_from_params(params)
+        self.forced_format = choice(params, "input_format", "sampling", ("auto", *FORMATS), "auto")
+        self.policy = choice(params, "on_bad_record", "sampling", ("quarantine", "fail"), "quarantine")
+        self.classifier: CategoryClassifier = classifier_from_params(params)
+        self.inference = InferenceSettings.from_params(params)
 
     def record(self, raw: bytes, is_last: bool) -> Normalised | Rejection:
-        """Parse and normalise one line."""
-        obj = parse_line(raw, is_last)
-        if isinstance(obj, Rejection):
-            return obj
-        return normalise(obj, self.cfg, self.forced_format)
+        """Parse and normalise one line; any exception quarantines the line, never the run."""
+        try:
+            obj = parse_line(raw, is_last)
+            if isinstance(obj, Rejection):
+                return obj
+            return normalise(obj, self.cfg, self.forced_format)
+        except Exception as exc:  # a shape no parser foresaw: this line only
+            return Rejection("unexpected_error", f"{type(exc).__name__}: {exc}")
 
-    def scan(self, lines: Sequence[bytes], first_lineno: int, unterminated: int) -> tuple[RecordIndex, list[dict], int]:
-        """Index ``lines`` (numbered from ``first_lineno``); returns index, rejections, blanks.
 
-        ``unterminated`` is the number of the file's last line when it lacks a newline, else -1.
-        """
-        index, rejected, blanks = RecordIndex(), [], 0
-        decide = self.classifier.decide
-        for offset, raw in enumerate(lines):
-            lineno = first_lineno + offset
-            if not raw.strip():
-                blanks += 1
+@dataclass
+class _Part:
+    """One byte range's index rows (local line numbers), rejections and spill."""
+
+    lines: int = 0
+    blanks: int = 0
+    line: array = field(default_factory=lambda: array("q"))
+    offset: array = field(default_factory=lambda: array("q"))
+    key: array = field(default_factory=lambda: array("Q"))
+    fmt: array = field(default_factory=lambda: array("b"))
+    source: array = field(default_factory=lambda: array("l"))
+    field_cat: array = field(default_factory=lambda: array("b"))
+    id_from_source: array = field(default_factory=lambda: array("b"))
+    ids: list[str] = field(default_factory=list)
+    sources: dict[str, int] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
+    train: list[tuple] = field(default_factory=list)
+    spill: str = ""
+    #: Index rows of this range (kept once the columns are merged and released).
+    count: int = 0
+
+
+def _line_starts(raw: RawInput, n: int) -> list[int]:
+    """``n + 1`` boundaries cutting the file into ranges that start at line starts."""
+    cuts = [0]
+    with raw.open() as fh:
+        for i in range(1, n):
+            fh.seek(max(cuts[-1], raw.size * i // n))
+            fh.readline()  # to the start of the next line
+            pos = fh.tell()
+            if pos > cuts[-1] and pos < raw.size:
+                cuts.append(pos)
+    return cuts + [raw.size]
+
+
+def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_dir: str, train_cap: int) -> _Part:
+    """Index the lines starting in ``[start, stop)``."""
+    part = _Part()
+    fd, part.spill = tempfile.mkstemp(dir=spill_dir, suffix=".spill")
+    cfg_field = scanner.classifier.field_category
+    train, pos, size = part.train, start, raw.size
+    with raw.open() as fh, os.fdopen(fd, "wb") as spill:
+        fh.seek(start)
+        while pos < stop:
+            line = fh.readline()
+            if not line:
+                break
+            offset, pos = pos, pos + len(line)
+            part.lines += 1
+            if offset == 0 and line.startswith(_BOM):
+                line = line[len(_BOM):]
+            if not line.strip():
+                part.blanks += 1
                 continue
-            rec = self.record(raw, lineno == unterminated)
+            rec = scanner.record(line, pos == size and not line.endswith(b"\n"))
             if isinstance(rec, Rejection):
-                if self.policy == "fail":
+                if scanner.policy == "fail":
+                    lineno = _count_lines(raw, start) + part.lines
                     raise BadRecordError(f"input line {lineno}: {rec.reason}: {rec.detail}")
-                rejected.append(rejection_record(lineno, rec, raw))
+                part.rejected.append(rejection_record(part.lines, rec, line))
                 continue
-            decision = decide(rec.source_category, rec.messages, rec.prompt)
-            index.line.append(lineno)
-            index.id.append(rec.id)
-            index.id_from_source.append(rec.id_from_source)
-            index.key.append(rec.key)
-            index.category.append(decision.category)
-            index.category_source.append(decision.source)
-            index.format.append(rec.format)
-        return index, rejected, blanks
+            key = int(rec.key, 16)
+            part.line.append(part.lines)
+            part.offset.append(offset)
+            part.key.append(key)
+            part.fmt.append(_FMT_CODE[rec.format])
+            part.id_from_source.append(rec.id_from_source)
+            part.ids.append(rec.id if rec.id_from_source else "")  # "" is one shared object
+            src = part.sources.setdefault(rec.source, len(part.sources)) if rec.source else -1
+            part.source.append(src)
+            mapped = cfg_field(rec.source_category)
+            part.field_cat.append(_CAT_CODE[mapped] if mapped is not None else -1)
+            text = classifier_text(rec.messages, rec.prompt)
+            if mapped is None:
+                spill.write(orjson.dumps(text))
+                spill.write(b"\n")
+            elif len(train) < train_cap:
+                heapq.heappush(train, (-key, *text, rec.source, mapped))
+            elif -key > train[0][0]:
+                heapq.heapreplace(train, (-key, *text, rec.source, mapped))
+    return part
 
 
-# Set in the parent just before forking so workers share the lines without pickling them.
+def _count_lines(raw: RawInput, stop: int) -> int:
+    """Lines that start before byte ``stop`` (only for error messages: it reads that far)."""
+    count, pos = 0, 0
+    with raw.open() as fh:
+        while pos < stop:
+            block = fh.read(min(8 << 20, stop - pos))
+            if not block:
+                break
+            count += block.count(b"\n")
+            pos += len(block)
+    return count
+
+
+# Set in the parent just before forking so workers share the configuration without pickling it.
 _WORK: dict[str, Any] = {}
 
 
-def _scan_chunk(bounds: tuple[int, int]) -> tuple[RecordIndex, list[dict], int]:
-    start, stop = bounds
-    lines = _WORK["lines"]
-    return _WORK["scanner"].scan(lines[start:stop], start + 1, _WORK["unterminated"])
+def _scan_worker(bounds: tuple[int, int]) -> _Part:
+    return _scan_range(_WORK["raw"], *bounds, _WORK["scanner"], _WORK["spill_dir"], _WORK["train_cap"])
 
 
-def scan_input(data: bytes, params: Mapping[str, Any]) -> ScanResult:
-    """Index every line of a JSONL file's bytes.
+def _classify_worker(job: tuple) -> tuple[np.ndarray, ...]:
+    return _classify_spill(*job, _WORK["scanner"].classifier, _WORK["model"], _WORK["min_confidence"])
+
+
+def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray, want_rules: np.ndarray,
+                    rules: CategoryClassifier, model: TextCategoryModel | None,
+                    min_confidence: float) -> tuple[np.ndarray, ...]:
+    """Classifier and rules for one spill file's texts, only where asked.
 
     Args:
-        data: The raw file contents.
+        path: The spill file (one JSON ``[system, prompt]`` per line).
+        sources: Each text's source name.
+        use_model: Rows the classifier may answer.
+        want_rules: Rows whose rules are needed, if the classifier does not answer confidently.
+
+    Returns:
+        Classifier category code and probability, rule category code, whether a rule matched,
+        whether the rules were applied.
+    """
+    n = len(sources)
+    clf_cat = np.full(n, -1, dtype=np.int8)
+    clf_conf = np.zeros(n, dtype=np.float32)
+    rule_cat = np.zeros(n, dtype=np.int8)
+    rule_hit = np.zeros(n, dtype=bool)
+    rule_done = np.zeros(n, dtype=bool)
+    use_model = use_model & (model is not None)
+    with open(path, "rb") as fh:
+        for start in range(0, n, _BATCH):
+            stop = min(n, start + _BATCH)
+            lines = [fh.readline() for _ in range(start, stop)]
+            rows = [i for i in range(start, stop) if use_model[i]]
+            if rows:
+                texts = [orjson.loads(lines[i - start]) for i in rows]
+                cats, conf = model.predict(documents(texts, [sources[i] for i in rows]))
+                clf_cat[rows] = [_CAT_CODE[c] for c in cats]
+                clf_conf[rows] = conf
+            for i in range(start, stop):
+                if not want_rules[i] or (clf_cat[i] >= 0 and clf_conf[i] >= min_confidence):
+                    continue  # the rules are the last resort
+                decision = rules.rules(*orjson.loads(lines[i - start]))
+                rule_cat[i] = _CAT_CODE[decision.category]
+                rule_hit[i] = bool(decision.rules)
+                rule_done[i] = True
+    return clf_cat, clf_conf, rule_cat, rule_hit, rule_done
+
+
+def _workers(params: Mapping[str, Any], size: int) -> int:
+    workers = params.get("scan_workers", "auto")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ParameterError(f"sampling.scan_workers must be auto or a positive integer, got {workers!r}")
+    workers = (os.cpu_count() or 1) if workers == "auto" else workers
+    workers = max(1, min(workers, math.ceil(size / PARALLEL_MIN_BYTES)))
+    return workers if "fork" in mp.get_all_start_methods() else 1
+
+
+def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[list, Any]:
+    """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work."""
+    if workers == 1 or len(jobs) == 1:
+        results = [func(job) for job in jobs]
+        return results, meanwhile() if meanwhile else None
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
+        futures = [pool.submit(func, job) for job in jobs]
+        extra = meanwhile() if meanwhile else None
+        return [f.result() for f in futures], extra
+
+
+def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
+    """Index every line of a JSONL input and decide every record's category.
+
+    Args:
+        raw: The input (a :class:`RawInput` handle, or bytes).
         params: The ``sampling`` parameter group (``scan_workers``: ``auto`` or a number).
 
     Returns:
-        The index of usable records, the rejected lines and counts.
+        The index of usable records (input order), the rejected lines, counts, and how
+        categories were decided (with each method's estimated accuracy).
+
+    Raises:
+        BadRecordError: Under ``on_bad_record: fail``, for the first unusable line.
+        NoRecordsError: When not one line could be used.
     """
     scanner = Scanner(params)
-    lines = split_lines(data)
-    n = len(lines)
-    # A last line with no newline after it and broken JSON is reported as truncated.
-    last_unterminated = n if not data.endswith(b"\n") else -1
-    workers = params.get("scan_workers", "auto")
-    workers = (os.cpu_count() or 1) if workers == "auto" else int(workers)
-    workers = max(1, min(workers, math.ceil(n / PARALLEL_MIN_LINES)))
-    index, rejected, blanks = RecordIndex(), [], 0
-    if workers == 1 or "fork" not in mp.get_all_start_methods():
-        parts = [scanner.scan(lines, 1, last_unterminated)]
-    else:
-        step = math.ceil(n / workers)
-        bounds = [(s, min(s + step, n)) for s in range(0, n, step)]
-        _WORK.update(lines=lines, scanner=scanner, unterminated=last_unterminated)
+    raw = RawInput.of(raw)
+    workers = _workers(params, raw.size)
+    cuts = _line_starts(raw, workers)
+    # Each range keeps its own smallest-hash labelled records: the union holds the file's, so
+    # the training set does not depend on how many workers scanned it.
+    train_cap = max(1, scanner.inference.classifier_max_train)
+    with tempfile.TemporaryDirectory(prefix="phase1b-scan-") as spill_dir:
+        _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap)
         try:
-            with ProcessPoolExecutor(len(bounds), mp_context=mp.get_context("fork")) as pool:
-                parts = list(pool.map(_scan_chunk, bounds))
+            parts, sha256 = _map(_scan_worker, list(zip(cuts[:-1], cuts[1:], strict=True)), workers,
+                                 meanwhile=lambda: _sha256(raw))
+            index, rejected, blanks, lines, sources = _merge(parts)
+            for part in parts:  # the index holds them now
+                part.count = len(part.line)
+                part.line = part.offset = part.key = part.fmt = part.source = part.field_cat = None
+                part.id_from_source, part.ids = None, []
+            if index.empty:
+                raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
+            categories = _decide_categories(index, parts, sources, scanner, params, workers)
         finally:
             _WORK.clear()
-    for part_index, part_rejected, part_blanks in parts:
-        index.extend(part_index)
-        rejected.extend(part_rejected)
-        blanks += part_blanks
-    return ScanResult(
-        index=index,
-        rejected=rejected,
-        lines_read=n - blanks,
-        blank_lines=blanks,
-        input_sha256=hashlib.sha256(data).hexdigest(),
-        input_bytes=len(data),
-    )
+    return ScanResult(index=index, rejected=rejected, lines_read=lines - blanks, blank_lines=blanks,
+                      input_sha256=sha256, input_bytes=raw.size, categories=categories)
 
 
-def index_frame(index: RecordIndex) -> pd.DataFrame:
-    """The index as a DataFrame (cheap to copy between nodes, vectorised group-bys)."""
-    return pd.DataFrame({name: getattr(index, name) for name in RecordIndex.__dataclass_fields__})
+def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list[str]]:
+    """One index in input order from the ranges' parts (global line numbers, global source codes)."""
+    sources: dict[str, int] = {}
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("line", "offset", "key", "fmt", "source", "field_cat",
+                                                             "id_from_source")}
+    ids: list[str] = []
+    rejected: list[dict] = []
+    first = blanks = 0
+    for part in parts:
+        remap = np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int64)
+        columns["line"].append(np.frombuffer(part.line, dtype=np.int64) + first)
+        for name in ("offset", "key", "fmt", "field_cat", "id_from_source"):
+            columns[name].append(np.frombuffer(getattr(part, name), dtype=getattr(part, name).typecode))
+        columns["source"].append(remap[np.frombuffer(part.source, dtype=np.int64)])
+        ids.extend(part.ids)
+        rejected.extend({**r, "line": r["line"] + first} for r in part.rejected)
+        first += part.lines
+        blanks += part.blanks
+    cols = {k: np.concatenate(v) if v else np.array([], dtype=np.int64) for k, v in columns.items()}
+    from_source = cols["id_from_source"].astype(bool)
+    index = pd.DataFrame({
+        "line": cols["line"].astype(np.int64),
+        "offset": cols["offset"].astype(np.int64),
+        # Only ids the records bring are held ("" otherwise): a content-hash id is `h-` + key,
+        # written out where needed, so millions of records do not cost millions of strings.
+        "id": pd.Series(ids, dtype=object),
+        "id_from_source": from_source,
+        "key": cols["key"].astype(np.uint64),
+        "format": pd.Categorical.from_codes(cols["fmt"].astype(np.int8), categories=list(FORMATS)),
+        "source_code": cols["source"].astype(np.int32),
+        "field_cat": cols["field_cat"].astype(np.int8),
+    })
+    return index, rejected, blanks, first, list(sources)
+
+
+def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[str], scanner: Scanner,
+                       params: Mapping[str, Any], workers: int) -> dict[str, Any]:
+    """Second pass: the file's classifier and the rules over the spilled texts, then resolution.
+
+    Work is skipped where it cannot change a decision: the classifier runs only where it may
+    be used (sources with labelled records, or all when it generalises to unseen sources);
+    the rules run on every record without a source, and on a deterministic sample of
+    ``source_sample`` records per source (enough to know the source's majority); a third
+    pass applies them to the rest of a source only when it has no clear majority.
+
+    Adds ``category``, ``category_method``, ``category_confidence`` and ``source`` (and drops
+    the working columns) in place.
+    """
+    settings = scanner.inference
+    seed = int(params.get("seed", 0))
+    train = heapq.nsmallest(settings.classifier_max_train, (row for part in parts for row in part.train))
+    texts = [(row[1], row[2]) for row in train]
+    train_sources = [row[3] for row in train]
+    labels = [row[4] for row in train]
+    model = train_classifier(texts, train_sources, labels, settings, seed)
+    report = estimate_accuracy(texts, train_sources, labels, scanner.classifier, settings, seed)
+    report["classifier_trained"] = model is not None
+    # Within a source that has labelled records the classifier has seen its kind; elsewhere it
+    # is used only if the estimate with whole sources held out says it generalises.
+    unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
+        >= settings.classifier_unseen_min_accuracy
+    report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
+
+    field = index["field_cat"].to_numpy()
+    src = index["source_code"].to_numpy()
+    n, undecided = len(index), field < 0
+    seen = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
+    seen[:] = unseen_ok
+    seen[[i for i, name in enumerate(sources) if name in set(train_sources)]] = True
+    use_model = undecided & seen[src] & (model is not None)
+    per_source = np.bincount(src[undecided & (src >= 0)], minlength=len(sources) + 1)
+    rate = np.minimum(1.0, settings.source_sample / np.maximum(per_source, 1))
+    rate[-1] = 1.0  # records without a source: always
+    spread = index["key"].to_numpy().astype(np.float64) / 2.0**64  # a content hash: uniform in [0, 1)
+    want_rules = undecided & (spread < rate[src])
+
+    clf_cat = np.full(n, -1, dtype=np.int8)
+    clf_conf = np.zeros(n, dtype=np.float32)
+    rule_cat = np.zeros(n, dtype=np.int8)
+    rule_hit = np.zeros(n, dtype=bool)
+    rule_done = np.zeros(n, dtype=bool)
+    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence)
+
+    def run(model_rows: np.ndarray, rule_rows: np.ndarray) -> None:
+        jobs, first = [], 0
+        for part in parts:
+            rows = np.flatnonzero(undecided[first:first + part.count]) + first
+            first += part.count
+            if model_rows[rows].any() or rule_rows[rows].any():
+                jobs.append((rows, (part.spill, [sources[c] if c >= 0 else None for c in src[rows]],
+                                    model_rows[rows], rule_rows[rows])))
+        results, _ = _map(_classify_worker, [job for _, job in jobs], workers)
+        for (rows, _), (c, p, r, h, d) in zip(jobs, results, strict=True):
+            done = rows[d]
+            rule_cat[done], rule_hit[done], rule_done[done] = r[d], h[d], True
+            asked = rows[model_rows[rows]]
+            clf_cat[asked], clf_conf[asked] = c[model_rows[rows]], p[model_rows[rows]]
+
+    run(use_model, want_rules)
+    category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
+    missing = (method == METHODS.index("rules")) & ~rule_done
+    if missing.any():  # sources without a clear majority: their remaining records need their rules
+        run(np.zeros(n, dtype=bool), missing)
+        category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
+    index["category"] = pd.Categorical.from_codes(category, categories=list(CATEGORIES))
+    index["category_method"] = pd.Categorical.from_codes(method, categories=list(METHODS))
+    index["category_confidence"] = np.where(method == 1, clf_conf, np.nan).astype(np.float32)
+    index["source"] = pd.Categorical.from_codes(src, categories=sources) if sources else None
+    index.drop(columns=["field_cat", "source_code"], inplace=True)
+    report["rules_applied"] = int(rule_done.sum())
+    # Records whose source has no labelled record: only the rules (or a classifier that
+    # generalises) speak for them; on unfamiliar datasets the rules may be weak.
+    labelled = np.zeros(len(sources) + 1, dtype=bool)
+    labelled[np.unique(src[field >= 0])] = True
+    report["records_in_unlabelled_sources"] = int((undecided & ~labelled[src]).sum())
+    report["classifier_applied"] = int(use_model.sum())
+    return {"estimated_accuracy": report}
+
+
+_HINTS = {
+    "unknown_format": "no line matched a known format: check sampling.prompt_fields / response_fields "
+                      "(a single field name is fine) or set sampling.input_format",
+    "missing_reference": "no line had a reference answer: check sampling.response_fields",
+    "missing_prompt": "no line had a prompt: check sampling.prompt_fields",
+    "malformed_json": "the file is not JSON Lines (one JSON object per line)",
+    "not_an_object": "the lines are not JSON objects (a JSON array file is not JSON Lines)",
+    "invalid_utf8": "the file is not UTF-8",
+    "duplicate": "every line repeats another",
+}
+
+
+def _no_records_message(rejected: list[dict], lines: int, params: Mapping[str, Any]) -> str:
+    """Why nothing could be used: the commonest reasons, an example of each, the likely fix."""
+    if not rejected:
+        return "the input has no records (only blank lines)"
+    counts: dict[str, list[dict]] = {}
+    for rej in rejected:
+        counts.setdefault(rej["reason"], []).append(rej)
+    top = sorted(counts.items(), key=lambda kv: -len(kv[1]))
+    reason = top[0][0]
+    lines_txt = "; ".join(f"{r}: {len(v)} (e.g. line {v[0]['line']}: {v[0]['detail']})" for r, v in top[:3])
+    hint = _HINTS.get(reason, "see the reasons above")
+    fields = {k: params.get(k) for k in ("input_format", "prompt_fields", "response_fields") if k in params}
+    return (f"sampling accepted 0 of {lines} records. Likely cause: {hint}. Rejections: {lines_txt}. "
+            f"Settings: {fields}")
+
+
+def _sha256(raw: RawInput) -> str:
+    digest = hashlib.sha256()
+    with raw.open() as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def display_id(rec_id: str, key: int) -> str:
+    """A record's id from its index row: its own, or ``h-`` + its content hash."""
+    return rec_id or f"h-{int(key):016x}"
 
 
 def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
     The first occurrence is kept. A later record with the same content is rejected as
-    ``duplicate``; one that reuses an id with different content as ``duplicate_id``.
+    ``duplicate``; one that reuses an id with different content as ``duplicate_id``
+    (content-hash ids cannot collide without equal content).
 
     Args:
-        index: The record index (columns of :class:`RecordIndex`), in input order.
+        index: The record index (see :func:`scan_input`), in input order.
 
     Returns:
         The de-duplicated index and the rejections (with line numbers and the kept id).
     """
     dup_key = index["key"].duplicated(keep="first")
-    first_id_by_key = index.loc[~dup_key].set_index("key")["id"]
     rest = index.loc[~dup_key]
-    dup_id = rest["id"].duplicated(keep="first")
+    # The kept record's id, looked up only for the duplicated contents (a few, not millions).
+    kept = rest.loc[rest["key"].isin(index.loc[dup_key, "key"]), ["key", "id"]]
+    first_id_by_key = dict(zip(kept["key"].tolist(), kept["id"].tolist(), strict=True))
+    dup_id = rest["id"].duplicated(keep="first") & rest["id_from_source"]
     rejected = [
-        {"line": int(line), "reason": "duplicate", "id": rec_id,
-         "detail": f"same prompt and reference as id {first_id_by_key[key]}"}
+        {"line": int(line), "reason": "duplicate", "id": display_id(rec_id, key),
+         "detail": f"same prompt and reference as id {display_id(first_id_by_key[int(key)], key)}"}
         for line, rec_id, key in index.loc[dup_key, ["line", "id", "key"]].itertuples(index=False)
     ] + [
         {"line": int(line), "reason": "duplicate_id", "id": rec_id,
@@ -312,26 +607,40 @@ def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: i
     return index.iloc[rows].reset_index(drop=True), alloc
 
 
-def build_records(lines: Sequence[bytes], line_numbers: Sequence[int], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Normalise the given input lines into full test records (the record contract)."""
+def read_lines(raw: RawInput | bytes, offsets: Sequence[int]) -> list[bytes]:
+    """The lines starting at the given byte offsets (in the order given)."""
+    raw = RawInput.of(raw)
+    out = []
+    with raw.open() as fh:
+        for offset in offsets:
+            fh.seek(int(offset))
+            line = fh.readline()
+            out.append(line[len(_BOM):] if offset == 0 and line.startswith(_BOM) else line)
+    return out
+
+
+def build_records(raw: RawInput | bytes, rows: pd.DataFrame, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Normalise the given index rows' lines into full test records (the record contract).
+
+    Each record's ``meta`` says how its category was decided: ``category_method``
+    (``field`` | ``classifier`` | ``source`` | ``rules``), with ``category_confidence`` for the
+    classifier and ``category_rules`` (the matched rules) for the rules.
+    """
     scanner = Scanner(params)
     out = []
-    for lineno in line_numbers:
-        lineno = int(lineno)
-        rec = scanner.record(lines[lineno - 1], False)
-        assert isinstance(rec, Normalised), f"line {lineno} was indexed but does not normalise"
-        decision = scanner.classifier.decide(rec.source_category, rec.messages, rec.prompt)
-        meta = {
-            **rec.meta,
-            "line": lineno,
-            "category_source": decision.source,
-            "source_category": rec.source_category,
-        }
-        if decision.rules:
-            meta["category_rules"] = list(decision.rules)
+    lines = read_lines(raw, rows["offset"].tolist())
+    for line, row in zip(lines, rows.itertuples(index=False), strict=True):
+        rec = scanner.record(line, False)
+        assert isinstance(rec, Normalised), f"line {row.line} was indexed but does not normalise"
+        meta = {**rec.meta, "line": int(row.line), "category_method": row.category_method,
+                "source_category": rec.source_category}
+        if row.category_method == "classifier":
+            meta["category_confidence"] = round(float(row.category_confidence), 4)
+        elif row.category_method == "rules":
+            meta["category_rules"] = list(scanner.classifier.rules(*classifier_text(rec.messages, rec.prompt)).rules)
         out.append({
             "id": rec.id,
-            "category": decision.category,
+            "category": row.category,
             "messages": rec.messages,
             "prompt": rec.prompt,
             "reference": rec.reference,

@@ -27,12 +27,13 @@ EXPECTED = {
     "wrong_types.jsonl": (["g1", "t1", "t2"], {4: "wrong_type", 5: "not_an_object", 6: "not_an_object"}),
     "duplicate_ids_different_content.jsonl": (["dup", "g9"], {2: "duplicate_id", 3: "duplicate"}),
     "huge_prompt_1mb.jsonl": (["g1"], {2: "prompt_too_long"}),
-    "unknown_format.jsonl": ([], {1: "unknown_format", 2: "unknown_format", 3: "unknown_format"}),
 }
+#: Files of which no line is usable: the run stops with the likely cause.
+NOTHING_USABLE = {"unknown_format.jsonl": "accepted 0 of 3 records. Likely cause: no line matched a known format"}
 
 
 def test_every_corpus_file_is_covered():
-    assert {p.name for p in CORPUS.glob("*.jsonl")} == set(EXPECTED) | {"empty.jsonl"}
+    assert {p.name for p in CORPUS.glob("*.jsonl")} == set(EXPECTED) | set(NOTHING_USABLE) | {"empty.jsonl"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -48,6 +49,19 @@ def test_bad_file_is_quarantined_with_reasons(name, sampling_params):
     assert all(len(r.get("raw_preview", "")) <= 500 for r in out["rejected_records"])   # a 1 MB line is not copied
     record("bad_inputs", {"file": name, "lines": stats["records_read"], "kept": len(kept),
                           "quarantined": {str(k): v for k, v in quarantined.items()}})
+
+
+@pytest.mark.parametrize("name", sorted(NOTHING_USABLE))
+def test_file_with_no_usable_line_stops_naming_the_cause(name, sampling_params):
+    from phase1b_kedro.sampling import NoRecordsError
+
+    data = RawBytesDataset(str(CORPUS / name)).load()
+    with pytest.raises(Exception) as info:
+        run_pipeline(data, sampling_params)
+    chain = [info.value, info.value.__cause__, info.value.__context__]
+    assert any(isinstance(e, NoRecordsError) and NOTHING_USABLE[name] in str(e) for e in chain if e is not None)
+    record("bad_inputs", {"file": name, "lines": 3, "kept": 0, "quarantined": {},
+                          "error": "NoRecordsError: " + NOTHING_USABLE[name]})
 
 
 def test_empty_file_is_a_clear_error():

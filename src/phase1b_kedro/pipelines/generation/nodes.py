@@ -1,8 +1,15 @@
-"""Generation node: the model under test answers every test prompt once (batched, resumable)."""
+"""Generation node: the model under test answers every test prompt once (batched, resumable).
+
+Isolated failures stay error records (``generation.status: error``); systemic ones stop the
+run with a non-zero exit: a backend that cannot start (a missing model package, a model that
+does not load), and a run in which every record failed. An error rate above
+``max_error_rate`` is a warning in the log and in ``generation_stats``.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -11,10 +18,46 @@ from tqdm.auto import tqdm
 
 from phase1b_kedro.checkpoint import JSONLCheckpoint, stable_key
 from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient, make_client
+from phase1b_kedro.params import fraction
 from phase1b_kedro.records import content_hash
 from phase1b_kedro.resources import peak_rss_mib
 
 logger = logging.getLogger(__name__)
+
+
+class GenerationError(RuntimeError):
+    """The generation stage cannot produce outputs worth judging; the message says why."""
+
+
+def _start_client(params: dict[str, Any], client: LLMClient | None, load: bool) -> LLMClient:
+    """Build the client and, with ``load``, load it where the backend has a ``load`` step
+    (local models): failing here fails the run."""
+    try:
+        client = client or make_client(params)
+        if load and callable(getattr(client, "load", None)):
+            client.load()
+    except Exception as exc:
+        raise GenerationError(f"the generation backend could not start ({params.get('backend', 'transformers')}, "
+                              f"model {params.get('model')!r}): {type(exc).__name__}: {exc}") from exc
+    return client
+
+
+def failure_reason(error: str | None) -> str:
+    """An error's reason without the numbers that vary per record (status codes, sizes, ids)."""
+    first = (error or "unknown error").strip().splitlines()[0] if (error or "").strip() else "unknown error"
+    return re.sub(r"\d+", "#", first)[:200]
+
+
+def _check_systemic(outputs: list[dict]) -> None:
+    """Stop the run when every record failed: judging would report nothing meaningful."""
+    errors = [o["generation"].get("error") for o in outputs if o["generation"]["status"] != "ok"]
+    if not outputs or len(errors) < len(outputs):
+        return
+    reasons = Counter(failure_reason(e) for e in errors).most_common(3)
+    if len(reasons) == 1:
+        raise GenerationError(f"all {len(outputs)} records failed for the same reason: {errors[0]}")
+    listed = "; ".join(f"{n} x {r}" for r, n in reasons)
+    raise GenerationError(f"all {len(outputs)} records failed: {listed}")
 
 
 def _generation_record(client_info: dict[str, Any], res: ChatResult) -> dict[str, Any]:
@@ -43,17 +86,29 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
     Returns:
         ``model_outputs`` (every input record plus ``output`` and ``generation``, in input
         order) and ``generation_stats``.
+
+    Raises:
+        GenerationError: When the test set is empty, the backend cannot start, or every
+            record failed (the message gives the reason).
+        ParameterError: For a parameter the stage cannot use (named in the message).
     """
-    client = client or make_client(params)
     config = GenerationConfig.from_params(params)
+    max_error_rate = fraction(params, "max_error_rate", "generation", 0.05)
+    if not test_dataset:
+        raise GenerationError("test_dataset is empty: nothing to generate (run `kedro run --pipeline sampling` first, "
+                              "and see its test_dataset_stats)")
+    # Each prompt's hash: a checkpoint entry is reused only for an unchanged conversation that
+    # was answered; errors are tried again.
+    prompt_key = {r["id"]: content_hash(r["messages"], "") for r in test_dataset}
+    client = _start_client(params, client, load=False)
     identity = {k: v for k, v in client.describe().items() if k in ("model", "backend", "base_url")}
     checkpoint = JSONLCheckpoint(params.get("checkpoint_dir", "data/07_model_output/generation_checkpoints"),
                                  stable_key(identity, config.as_dict()))
     done = checkpoint.load()
-
-    # Each prompt's hash: a checkpoint entry is reused only for an unchanged conversation.
-    prompt_key = {r["id"]: content_hash(r["messages"], "") for r in test_dataset}
-    pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != prompt_key[r["id"]]]
+    pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != prompt_key[r["id"]]
+               or done[r["id"]]["generation"]["status"] != "ok"]
+    if pending:
+        client = _start_client(params, client, load=True)
     resumed = len(test_dataset) - len(pending)
     if resumed:
         logger.info("resuming: %d of %d records already generated (%s)", resumed, len(test_dataset), checkpoint.path)
@@ -76,12 +131,26 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
 
     outputs = [{**r, "output": done[r["id"]]["output"], "generation": done[r["id"]]["generation"]}
                for r in test_dataset]
+    _check_systemic(outputs)
+    errored = [o["generation"] for o in outputs if o["generation"]["status"] != "ok"]
+    error_rate = len(errored) / len(outputs)
+    warnings = []
+    if error_rate > max_error_rate:
+        reasons = Counter(failure_reason(g.get("error")) for g in errored).most_common(3)
+        top = "; ".join(f"{n} x {r}" for r, n in reasons)
+        warnings.append(f"{len(errored)} of {len(outputs)} records failed ({error_rate:.1%} > max_error_rate "
+                        f"{max_error_rate:.0%}): {top}")
+        logger.warning("generation: %s", warnings[-1])
     generated_now = [done[r["id"]]["generation"] for r in pending]
     tokens_out_now = sum(g["tokens_out"] for g in generated_now)
     stats = {
         "records_in": len(test_dataset),
         "records_out": len(outputs),
-        "errored": sum(o["generation"]["status"] != "ok" for o in outputs),
+        "errored": len(errored),
+        "error_rate": round(error_rate, 4),
+        "errors_by_reason": dict(Counter(failure_reason(g.get("error")) for g in errored).most_common()),
+        "max_error_rate": max_error_rate,
+        "warnings": warnings,
         "truncated": sum(bool(o["generation"]["truncated"]) for o in outputs),
         "finish_reasons": dict(sorted(Counter(o["generation"]["finish_reason"] for o in outputs).items())),
         "resumed_from_checkpoint": resumed,

@@ -1,4 +1,4 @@
-"""Sampling nodes: index the raw JSONL, drop duplicates, draw a stratified sample."""
+"""Sampling nodes: index the raw JSONL (streamed), drop duplicates, draw a stratified sample."""
 
 from __future__ import annotations
 
@@ -7,27 +7,26 @@ from typing import Any
 
 import pandas as pd
 
+from phase1b_kedro.categories import METHODS
+from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.records import CATEGORIES
-from phase1b_kedro.sampling import (
-    build_records,
-    deduplicate,
-    index_frame,
-    scan_input,
-    split_lines,
-    stratified_sample,
-)
+from phase1b_kedro.sampling import build_records, deduplicate, scan_input, stratified_sample
 
 
-def index_records(raw_prompts: bytes, params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict], dict]:
+def index_records(raw_prompts: RawInput | bytes, params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict], dict]:
     """Parse, normalise and categorise every input line into a compact index.
 
     Args:
-        raw_prompts: The raw JSONL file contents.
-        params: The ``sampling`` parameter group.
+        raw_prompts: The raw JSONL input (a handle streamed in byte ranges, or bytes).
+        params: The ``sampling`` parameter group (checked before any line is read).
 
     Returns:
         The index of usable records (one row each, input order), the quarantined lines
-        (line number, reason, preview) and the scan's counts.
+        (line number, reason, preview) and the scan's counts, with how categories were
+        decided and each method's estimated accuracy.
+
+    Raises:
+        NoRecordsError: When no line is usable (the message names the likely cause).
     """
     scan = scan_input(raw_prompts, params)
     info = {
@@ -35,8 +34,9 @@ def index_records(raw_prompts: bytes, params: dict[str, Any]) -> tuple[pd.DataFr
         "blank_lines": scan.blank_lines,
         "input_sha256": scan.input_sha256,
         "input_bytes": scan.input_bytes,
+        "categories": scan.categories,
     }
-    return index_frame(scan.index), scan.rejected, info
+    return scan.index, scan.rejected, info
 
 
 def deduplicate_records(record_index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
@@ -67,19 +67,21 @@ def sample_records(unique_index: pd.DataFrame, params: dict[str, Any]) -> pd.Dat
     return sample
 
 
-def build_test_dataset(raw_prompts: bytes, sampled_index: pd.DataFrame, params: dict[str, Any]) -> list[dict]:
+def build_test_dataset(raw_prompts: RawInput | bytes, sampled_index: pd.DataFrame,
+                       params: dict[str, Any]) -> list[dict]:
     """Normalise the sampled lines into full test records (ordered by category, then line).
 
     Args:
-        raw_prompts: The raw JSONL file contents.
+        raw_prompts: The raw JSONL input (only the sampled lines are read, by offset).
         sampled_index: The rows chosen by :func:`sample_records`.
         params: The ``sampling`` parameter group.
 
     Returns:
         Test records in the record contract's shape.
     """
-    ordered = sampled_index.sort_values(["category", "line"], kind="stable")
-    return build_records(split_lines(raw_prompts), ordered["line"].tolist(), params)
+    ordered = sampled_index.assign(category=sampled_index["category"].astype(str)).sort_values(
+        ["category", "line"], kind="stable")
+    return build_records(raw_prompts, ordered, params)
 
 
 def summarise_sampling(
@@ -117,8 +119,9 @@ def summarise_sampling(
         counts = Counter(frame["category"])
         return {c: int(counts.get(c, 0)) for c in CATEGORIES}
 
-    def by_source(frame: pd.DataFrame) -> dict[str, int]:
-        return {k: int(v) for k, v in sorted(Counter(frame["category_source"]).items())}
+    def by_method(frame: pd.DataFrame) -> dict[str, int]:
+        counts = Counter(frame["category_method"])
+        return {m: int(counts.get(m, 0)) for m in METHODS}
 
     stats = {
         "input_sha256": scan_info["input_sha256"],
@@ -133,7 +136,10 @@ def summarise_sampling(
         "population": per_category(unique_index),
         "sample": per_category(sampled_index),
         "sampled": len(sampled_index),
-        "category_source": {"population": by_source(unique_index), "sample": by_source(sampled_index)},
+        # How categories were decided (field > classifier > source > rules), and each method's
+        # accuracy estimated on the file's own labelled records (classifier: whole sources held out).
+        "category_method": {"population": by_method(unique_index), "sample": by_method(sampled_index)},
+        "category_accuracy_estimate": scan_info.get("categories", {}).get("estimated_accuracy", {}),
         "ids_from_source": int(unique_index["id_from_source"].sum()),
         "seed": int(params["seed"]),
         "num_samples_requested": int(params["num_samples"]),
