@@ -2,7 +2,10 @@
 
 The key (see :func:`phase1b_kedro.judging.llm_judge.LLMJudge.item_key`) hashes the judge
 model, endpoint, prompt-template hash, decoding parameters, the protocol (batch or single)
-and the item's content (prompt, reference, acceptable answers, output). Only valid verdicts
+and the item's content (prompt, reference, acceptable answers, output), plus the permutation
+number for a verdict from a permuted re-judging call. Each row also keeps where the item sat in
+its call (``meta``: position and call size) so that a rerun served from the cache reports the
+same position audit. Only valid verdicts
 are written, each as soon as its call returns, so a killed run resumes without re-sending
 any item that already has one; errors are never cached. WAL mode lets a reader open the
 file while a run writes it.
@@ -24,7 +27,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     score REAL NOT NULL,
     rationale TEXT NOT NULL,
     judge TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    meta TEXT
 )
 """
 _SCHEMA_JSON = """
@@ -53,29 +57,33 @@ class VerdictCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_SCHEMA_JSON)
+        if "meta" not in {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}:
+            self._db.execute("ALTER TABLE verdicts ADD COLUMN meta TEXT")  # a cache file from before issue 16
         self._lock = threading.Lock()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str]]:
-        """Cached ``(score, rationale)`` by key, for the keys that have one."""
+    def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str, dict[str, Any]]]:
+        """Cached ``(score, rationale, meta)`` by key, for the keys that have one."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, tuple[float, str]] = {}
+        found: dict[str, tuple[float, str, dict[str, Any]]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, score, rationale FROM verdicts WHERE key IN ({marks})", chunk)
-                found.update({k: (s, r) for k, s, r in rows})
+                rows = self._db.execute(f"SELECT key, score, rationale, meta FROM verdicts WHERE key IN ({marks})",
+                                        chunk)
+                found.update({k: (s, r, json.loads(m) if m else {}) for k, s, r, m in rows})
         return found
 
-    def put_many(self, rows: Iterable[tuple[str, float, str, str]]) -> None:
-        """Store ``(key, score, rationale, judge)`` rows in one transaction."""
+    def put_many(self, rows: Iterable[tuple[str, float, str, str, dict[str, Any]]]) -> None:
+        """Store ``(key, score, rationale, judge, meta)`` rows in one transaction."""
         now = time.time()
-        payload = [(k, float(s), r, j, now) for k, s, r, j in rows]
+        payload = [(k, float(s), r, j, now, json.dumps(m) if m else None) for k, s, r, j, m in rows]
         if not payload:
             return
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", payload)
+            self._db.executemany("INSERT OR REPLACE INTO verdicts (key, score, rationale, judge, created, meta) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", payload)
             self._db.execute("COMMIT")
 
     def get_json_many(self, keys: Iterable[str]) -> dict[str, Any]:
