@@ -16,9 +16,10 @@ included, fits. A reply the endpoint still cut (``finish_reason == "length"``) i
 truncated, not as a parse failure: its last verdict (which may be cut) is dropped and the items
 without one are re-judged in smaller calls.
 
-Structured output degrades once per run: when the endpoint rejects the ``response_format``
-(HTTP 400/422/501 that names it), the judge falls back ``json_schema`` -> ``json_object`` ->
-none (plain text, parsed as always) and re-sends the rejected calls.
+Structured output degrades once per run: the first call in a structured-output mode goes out
+alone; when the endpoint rejects its ``response_format`` (HTTP 400/415/422/501 naming it), the
+judge falls back ``json_schema`` -> ``json_object`` -> none (plain text, parsed as always) for
+the rest of the run and re-sends the call.
 
 Canaries (``canaries`` per call, when a call holds two or more items): built from the data
 being judged, a record's own reference as the output (must score >= ``canary_pass_min``) or
@@ -193,6 +194,7 @@ class LLMJudge:
         }
         self.format_mode = config.structured_output if config.structured_output in FORMAT_CHAIN else "none"
         self.format_fallbacks: list[dict[str, Any]] = []
+        self._format_settled = self.format_mode == "none"
         self.tokens = TokenCounter([config.tokenizer, info.get("model")])
         self._lock = threading.Lock()
         if config.batch_cap < config.batch_size:
@@ -316,7 +318,7 @@ class LLMJudge:
         if prices.get("input") is not None or prices.get("output") is not None:
             cost_in = c.prompt_tokens / 1e6 * float(prices.get("input") or 0)
             cost_out = c.completion_tokens / 1e6 * float(prices.get("output") or 0)
-            cost = {"input": round(cost_in, 4), "output": round(cost_out, 4), "total": round(cost_in + cost_out, 4),
+            cost = {"input": round(cost_in, 6), "output": round(cost_out, 6), "total": round(cost_in + cost_out, 6),
                     "price_per_million_tokens": prices}
         return {
             **c.as_dict(),
@@ -405,6 +407,7 @@ class LLMJudge:
         """Fall to the next structured-output mode for the rest of the run."""
         before = self.format_mode
         self.format_mode = FORMAT_CHAIN[FORMAT_CHAIN.index(before) + 1]
+        self._format_settled = self.format_mode == "none"
         self.format_fallbacks.append({"from": before, "to": self.format_mode, "status": res.http_status,
                                       "error": (res.error or "")[:200]})
         logger.warning("the judge endpoint rejected structured output %r (%s): using %r from now on",
@@ -417,11 +420,14 @@ class LLMJudge:
         failed: list[int] = []
         todo = list(range(len(calls)))
         while todo:
+            # Until the endpoint has taken one request in the current structured-output mode,
+            # one call goes first: a refusal then costs one request, not a whole round.
+            batch = todo if self._format_settled else todo[:1]
             rejected: list[tuple[int, ChatResult]] = []
             # Calls with the same request configuration (in a round: all but maybe the last,
             # whose max_new_tokens is smaller) go out together, ``concurrency`` at a time.
             by_config: dict[str, tuple[GenerationConfig, list[int]]] = {}
-            for n in todo:
+            for n in batch:
                 config = self._generation_config(calls[n][1])
                 by_config.setdefault(stable_key(config.as_dict()), (config, []))[1].append(n)
             for config, group in by_config.values():
@@ -439,10 +445,11 @@ class LLMJudge:
                         bar.update(sum(p >= 0 for p in positions) - len(bad))
 
                 self.client.generate([calls[n][1].messages for n in group], config, on_result=on_result)
-            if not rejected:
-                break
-            self._degrade(rejected[0][1])  # then re-send the refused calls in the next mode
-            todo = sorted(n for n, _ in rejected)
+            if rejected:
+                self._degrade(rejected[0][1])  # then re-send the refused calls in the next mode
+            else:
+                self._format_settled = True
+            todo = sorted(n for n, _ in rejected) + todo[len(batch):]
         return sorted(failed)
 
     def _count_tokens(self, call: Call, res: ChatResult) -> None:
