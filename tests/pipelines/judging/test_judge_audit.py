@@ -211,3 +211,29 @@ def test_tokens_are_counted_when_the_endpoint_reports_none(tmp_path, allow_local
     tokens = out["judge_summary"]["tokens"]
     assert tokens["counted_by"] == {"estimate (4 characters per token)": 2}   # no tokenizer offline for "judge-test"
     assert tokens["prompt"] > 100 and tokens["completion"] > 10 and tokens["estimated_cost"] is None
+
+
+# ---------------------------------------------------------------- the report
+def test_report_shows_the_audit_the_fallback_tokens_and_permutations(tmp_path, allow_local_http):
+    from phase1b_kedro.pipelines.reporting import nodes as rn
+    from tests.test_browser import _report_inputs
+
+    records = make_records(48)
+    script = Script(score=position_biased(6.0), reject_formats={"json_schema"})
+    with FakeJudge(script) as judge:
+        out = run(records, llm_params(judge, tmp_path, batch_size=12, permutations=2, structured_output="json_schema",
+                                      price_per_million_tokens={"input": 0.5, "output": 1.5}))
+    d = _report_inputs()
+    html = rn.build_report(
+        out["judge_summary"], d["generation"], d["clusters"], d["patterns"], d["plan"],
+        rn.plot_failure_rates(d["summary"]), rn.plot_score_distribution(d["judged"], 7),
+        rn.plot_verdict_sources(d["judged"]), rn.plot_cluster_map(d["clusters"], d["patterns"], d["failures"]),
+        rn.plot_pattern_sizes(d["patterns"]), {"env": "test"})
+    health = html[html.index('id="judge-health"'):html.index('id="generation"')]
+    position = health[health.index('id="position-audit"'):health.index('id="length-audit"')]
+    assert "n = 48" in position and "<b>significant</b>" in position
+    # here right answers are longer than wrong ones: the length row says it is not randomised
+    assert "not randomised" in health[health.index('id="length-audit"'):health.index('id="permutations"')]
+    assert "used <b>json_object</b>" in health and "json_schema → json_object (HTTP 400" in health
+    assert "estimated cost" in health and "reported" in health
+    assert "4 of 4 batches judged in 2 orders (4 extra calls)" in health
