@@ -9,11 +9,12 @@ prompt. Through it, at concurrency 1, 8, 64 and 256:
 - ``judging``: ``LLMJudge.judge`` (the ``llm_batch`` path: packing, canaries, the wire
   protocol, validation, the SQLite cache) with ``--batch-size`` items per call (calls/s).
 
-Next to each figure, measured in the same run: ``ideal`` = concurrency / latency (what the
-server could give a client with no overhead), and ``baseline`` = the same request sent through
-``huggingface_hub.InferenceClient`` on a thread pool (the transport the client used before
-issue 16; for generation only, where the protocol does not matter). Target (issue 16):
->= 200 requests/s at concurrency 64 on 2 CPU cores.
+Each figure twice, in the same run: ``pool`` is the client's default transport (one urllib3
+keep-alive pool shared by its threads) and ``hub`` the baseline, the same client with
+``transport="huggingface_hub"`` (``InferenceClient``, what it used before issue 16); ``ideal``
+= concurrency / latency, what a client with no overhead would get. Client and server share the
+machine's cores, so the figures are a floor for a client talking to a remote fleet. Target
+(issue 16): >= 200 requests/s at concurrency 64 on 2 CPU cores.
 
 Usage: python benchmarks/bench_throughput.py [--latency 0.05] [--requests 2000] [--batch-size 10]
 """
@@ -29,7 +30,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +37,11 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("TRANSFORMERS_OFFLINE", None)
-os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table
 
 import orjson  # noqa: E402
 
 CONCURRENCY = (1, 8, 64, 256)
-_BLOCK = re.compile(rb"<<ITEM (\w+)>>\\n(.*?)\\n<<END \1>>", re.DOTALL)
+_BLOCK = re.compile(r"<<ITEM (\w+)>>\n(.*?)\n<<END \1>>", re.DOTALL)
 
 
 # ---------------------------------------------------------------- the scripted server
@@ -53,8 +52,9 @@ def _reply(body: bytes) -> bytes:
     request = orjson.loads(body)
     user = request["messages"][-1]["content"]
     if "<<ITEM " in user:
-        items = [orjson.loads(m.group(2)) for m in re.finditer(r"<<ITEM (\w+)>>\n(.*?)\n<<END \1>>", user, re.DOTALL)]
-        text = orjson.dumps([{"id": it["id"], "score": honest_score(it), "rationale": "scripted"} for it in items]).decode()
+        items = [orjson.loads(m.group(2)) for m in _BLOCK.finditer(user)]
+        verdicts = [{"id": it["id"], "score": honest_score(it), "rationale": "scripted"} for it in items]
+        text = orjson.dumps(verdicts).decode()
     else:
         text = "A short scripted answer."
     return orjson.dumps({
@@ -115,12 +115,17 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
 
 
 # ---------------------------------------------------------------- the clients
-def generation_rate(url: str, concurrency: int, n: int) -> float:
-    """Requests/s of ``OpenAICompatibleClient.generate`` (the path generation and judging use)."""
-    from phase1b_kedro.llm import GenerationConfig
+def make_client(url: str, concurrency: int, transport: str):
     from phase1b_kedro.llm.openai_backend import OpenAICompatibleClient
 
-    client = OpenAICompatibleClient("m", url, concurrency=concurrency)
+    return OpenAICompatibleClient("m", url, concurrency=concurrency, transport=transport)
+
+
+def generation_rate(url: str, concurrency: int, n: int, transport: str) -> float:
+    """Requests/s of ``OpenAICompatibleClient.generate`` (the path generation and labeling use)."""
+    from phase1b_kedro.llm import GenerationConfig
+
+    client = make_client(url, concurrency, transport)
     config = GenerationConfig(max_new_tokens=64)
     convs = [[{"role": "user", "content": f"Question {i}: what is {i} + {i}?"}] for i in range(n)]
     client.generate(convs[:concurrency], config)  # connections opened before the clock starts
@@ -132,32 +137,11 @@ def generation_rate(url: str, concurrency: int, n: int) -> float:
     return rate
 
 
-def baseline_rate(url: str, concurrency: int, n: int) -> float:
-    """Requests/s of ``huggingface_hub.InferenceClient.chat_completion`` on a thread pool."""
-    from huggingface_hub import InferenceClient
-
-    client = InferenceClient(base_url=url, api_key="-", timeout=60)
-
-    def one(i: int) -> str:
-        out = client.chat_completion(messages=[{"role": "user", "content": f"Question {i}: what is {i} + {i}?"}],
-                                     model="m", max_tokens=64, temperature=0.0)
-        return out.choices[0].message.content
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(concurrency)))
-        t0 = time.perf_counter()
-        answers = list(pool.map(one, range(n)))
-        rate = n / (time.perf_counter() - t0)
-    assert all(answers)
-    return rate
-
-
-def judging_rate(url: str, concurrency: int, calls: int, batch_size: int, tmp: Path) -> tuple[float, dict]:
+def judging_rate(url: str, concurrency: int, calls: int, batch_size: int, transport: str, tmp: Path) -> float:
     """Judge calls/s of ``LLMJudge.judge`` (``llm_batch``, 2 canaries per call, SQLite cache)."""
     from phase1b_kedro.judging.cache import VerdictCache
     from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
     from phase1b_kedro.judging.protocol import JudgeItem
-    from phase1b_kedro.llm.openai_backend import OpenAICompatibleClient
 
     n = calls * batch_size
     items = [JudgeItem(prompt=f"Explain idea {i} in a paragraph. " * 4, reference=f"Idea {i} is about " + "words " * 60,
@@ -166,8 +150,8 @@ def judging_rate(url: str, concurrency: int, calls: int, batch_size: int, tmp: P
     pool = canary_pool([{"prompt": it.prompt, "reference": it.reference, "category": str(i % 3)}
                         for i, it in enumerate(items[:40])], 8, 1)
     config = LLMJudgeConfig(batch_size=batch_size, canaries=2)
-    client = OpenAICompatibleClient("m", url, concurrency=concurrency)
-    with VerdictCache(tmp / f"cache-{concurrency}.sqlite") as cache:
+    client = make_client(url, concurrency, transport)
+    with VerdictCache(tmp / f"cache-{concurrency}-{transport}.sqlite") as cache:
         judge = LLMJudge(client, config, cache)
         judge.judge(items[n:], "batch", pool, desc="warm-up")
         judge.counters.calls = 0
@@ -175,8 +159,8 @@ def judging_rate(url: str, concurrency: int, calls: int, batch_size: int, tmp: P
         verdicts = judge.judge(items[:n], "batch", pool, desc=f"judging c={concurrency}")
         rate = judge.counters.calls / (time.perf_counter() - t0)
     client.close()
-    ok = sum(v.status == "ok" for v in verdicts)
-    return rate, {"items": n, "valid": ok}
+    assert all(v.status == "ok" for v in verdicts), "the scripted judge answers every item"
+    return rate
 
 
 def main() -> None:
@@ -188,27 +172,31 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="generation requests per measurement")
     parser.add_argument("--calls", type=int, default=1000, help="judge calls per measurement")
     parser.add_argument("--batch-size", type=int, default=10, help="items per judge call")
-    parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
     import logging
 
+    from phase1b_kedro.judging import llm_judge
+
     logging.disable(logging.WARNING)
+    bar = llm_judge.tqdm
+    llm_judge.tqdm = lambda *a, **k: bar(*a, **{**k, "disable": True})  # progress bars would drown the table
     tmp = Path(tempfile.mkdtemp(prefix="bench_throughput_"))
     proc, url = start_server(args.latency)
     print(f"Scripted server: {args.latency * 1000:.0f} ms per call, own process; client and server share "
           f"{os.cpu_count()} CPU cores")
-    print(f"{'concurrency':>11} | {'ideal':>7} | {'generation':>10} {'baseline':>9} | {'judging':>8} "
-          f"(calls/s, {args.batch_size} items + 2 canaries per call)")
+    print(f"{'':>11}   {'':>7}   {'generation (requests/s)':^25}   {'judging (calls/s)':^25}")
+    head = f"{'pool':>7} {'hub':>7} {'ratio':>7}"
+    print(f"{'concurrency':>11} | {'ideal':>7} | {head} | {head}")
     try:
         for c in CONCURRENCY:
-            n = max(args.requests if c > 1 else 0, min(args.requests, int(5 / args.latency)) if args.latency else 200)
-            calls = max(args.calls if c > 1 else 0, min(args.calls, int(3 / args.latency)) if args.latency else 100)
+            n = args.requests if c > 1 else min(args.requests, int(3 / args.latency) if args.latency else 200)
+            calls = args.calls if c > 1 else min(args.calls, int(3 / args.latency) if args.latency else 100)
             ideal = c / args.latency if args.latency else float("inf")
-            gen = generation_rate(url, c, n)
-            base = baseline_rate(url, c, n) if not args.no_baseline else float("nan")
-            judge, info = judging_rate(url, c, calls, args.batch_size, tmp)
-            print(f"{c:>11} | {ideal:>7.0f} | {gen:>10.1f} {base:>9.1f} | {judge:>8.1f}  "
-                  f"({info['valid']}/{info['items']} items valid)")
+            gen = {t: generation_rate(url, c, n, t) for t in ("pool", "huggingface_hub")}
+            judge = {t: judging_rate(url, c, calls, args.batch_size, t, tmp) for t in ("pool", "huggingface_hub")}
+            cells = [f"{d['pool']:>7.1f} {d['huggingface_hub']:>7.1f} {d['pool'] / d['huggingface_hub']:>6.2f}x"
+                     for d in (gen, judge)]
+            print(f"{c:>11} | {ideal:>7.0f} | {cells[0]} | {cells[1]}", flush=True)
     finally:
         proc.kill()
         proc.wait()

@@ -124,7 +124,8 @@ class OpenAICompatibleClient:
     backend = "openai_compatible"
 
     def __init__(self, model: str, base_url: str | None = None, concurrency: int = 4, max_retries: int = 4,
-                 timeout_s: float = 120.0, api_key_env: str = "HF_TOKEN", max_wait_s: float = 30.0) -> None:
+                 timeout_s: float = 120.0, api_key_env: str = "HF_TOKEN", max_wait_s: float = 30.0,
+                 transport: str = "pool") -> None:
         """Args:
         model: Model id (sent as ``model``; for Hugging Face Inference, the hub id).
         base_url: The server's ``/v1`` URL; ``None`` means Hugging Face Inference for ``model``.
@@ -133,13 +134,17 @@ class OpenAICompatibleClient:
         timeout_s: Per-request timeout.
         api_key_env: Environment variable holding the token (read, never logged).
         max_wait_s: Cap on one wait between attempts.
+        transport: ``pool`` (urllib3, for a ``base_url``) or ``huggingface_hub``
+            (``InferenceClient``; always used for Hugging Face Inference).
         """
+        if transport not in ("pool", "huggingface_hub"):
+            raise ValueError(f"transport must be pool or huggingface_hub, not {transport!r}")
         self.name, self.base_url = model, base_url
         self.concurrency, self.max_retries = max(1, int(concurrency)), int(max_retries)
         token = os.environ.get(api_key_env) or None
         self._transport: _PooledTransport | None = None
         self._client: Any = None
-        if base_url:
+        if base_url and transport == "pool":
             self._transport = _PooledTransport(base_url, token, timeout_s, self.concurrency)
         else:
             from huggingface_hub import InferenceClient, constants
@@ -147,8 +152,9 @@ class OpenAICompatibleClient:
             if constants.HF_HUB_OFFLINE:
                 raise RuntimeError(
                     "HF_HUB_OFFLINE=1 (or TRANSFORMERS_OFFLINE=1) makes huggingface_hub refuse every HTTP request: "
-                    "unset both for runs that call Hugging Face Inference")
-            self._client = InferenceClient(model=model, token=token, timeout=timeout_s)
+                    "unset both for runs that call Hugging Face Inference or use transport huggingface_hub")
+            self._client = InferenceClient(base_url=base_url, api_key=token or "-", timeout=timeout_s) if base_url \
+                else InferenceClient(model=model, token=token, timeout=timeout_s)
         self._wait = _WaitRetryAfter(max_wait_s)
         self.requests_sent = 0
         self.retries = 0
@@ -160,7 +166,8 @@ class OpenAICompatibleClient:
         """Build from a parameter group."""
         return cls(params["model"], params.get("base_url"), params.get("concurrency", 4),
                    params.get("max_retries", 4), params.get("timeout_s", 120.0),
-                   params.get("api_key_env", "HF_TOKEN"), params.get("max_wait_s", 30.0))
+                   params.get("api_key_env", "HF_TOKEN"), params.get("max_wait_s", 30.0),
+                   params.get("transport") or "pool")
 
     def describe(self) -> dict[str, Any]:
         """Model, backend and endpoint (never the token)."""
