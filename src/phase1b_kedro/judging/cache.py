@@ -5,7 +5,8 @@ model, endpoint, prompt-template hash, decoding parameters, the protocol (batch 
 and the item's content (prompt, reference, acceptable answers, output), plus the permutation
 number for a verdict from a permuted re-judging call. Each row also keeps where the item sat in
 its call (``meta``: position and call size) so that a rerun served from the cache reports the
-same position audit. Only valid verdicts
+same position audit (table ``verdict_meta``, so that older code still reads and writes the
+file). Only valid verdicts
 are written, each as soon as its call returns, so a killed run resumes without re-sending
 any item that already has one; errors are never cached. WAL mode lets a reader open the
 file while a run writes it.
@@ -27,8 +28,15 @@ CREATE TABLE IF NOT EXISTS verdicts (
     score REAL NOT NULL,
     rationale TEXT NOT NULL,
     judge TEXT NOT NULL,
-    created REAL NOT NULL,
-    meta TEXT
+    created REAL NOT NULL
+)
+"""
+# Where each verdict's item sat in its call, in a table of its own: a cache file stays
+# readable and writable by code that predates it (the verdicts table is unchanged).
+_SCHEMA_META = """
+CREATE TABLE IF NOT EXISTS verdict_meta (
+    key TEXT PRIMARY KEY,
+    meta TEXT NOT NULL
 )
 """
 _SCHEMA_JSON = """
@@ -57,8 +65,7 @@ class VerdictCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_SCHEMA_JSON)
-        if "meta" not in {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}:
-            self._db.execute("ALTER TABLE verdicts ADD COLUMN meta TEXT")  # a cache file from before issue 16
+        self._db.execute(_SCHEMA_META)
         self._lock = threading.Lock()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str, dict[str, Any]]]:
@@ -69,21 +76,23 @@ class VerdictCache:
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, score, rationale, meta FROM verdicts WHERE key IN ({marks})",
-                                        chunk)
+                rows = self._db.execute(f"SELECT v.key, v.score, v.rationale, m.meta FROM verdicts v "
+                                        f"LEFT JOIN verdict_meta m ON m.key = v.key WHERE v.key IN ({marks})", chunk)
                 found.update({k: (s, r, json.loads(m) if m else {}) for k, s, r, m in rows})
         return found
 
     def put_many(self, rows: Iterable[tuple[str, float, str, str, dict[str, Any]]]) -> None:
         """Store ``(key, score, rationale, judge, meta)`` rows in one transaction."""
         now = time.time()
-        payload = [(k, float(s), r, j, now, json.dumps(m) if m else None) for k, s, r, j, m in rows]
-        if not payload:
+        rows = list(rows)
+        if not rows:
             return
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO verdicts (key, score, rationale, judge, created, meta) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)", payload)
+            self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
+                                 [(k, float(s), r, j, now) for k, s, r, j, _ in rows])
+            self._db.executemany("INSERT OR REPLACE INTO verdict_meta VALUES (?, ?)",
+                                 [(k, json.dumps(m)) for k, _, _, _, m in rows if m])
             self._db.execute("COMMIT")
 
     def get_json_many(self, keys: Iterable[str]) -> dict[str, Any]:

@@ -237,3 +237,19 @@ def test_report_shows_the_audit_the_fallback_tokens_and_permutations(tmp_path, a
     assert "used <b>json_object</b>" in health and "json_schema → json_object (HTTP 400" in health
     assert "estimated cost" in health and "reported" in health
     assert "4 of 4 batches judged in 2 orders (4 extra calls)" in health
+
+
+def test_the_cache_keeps_places_in_a_table_older_code_ignores(tmp_path):
+    import sqlite3
+
+    from phase1b_kedro.judging.cache import VerdictCache
+
+    path = tmp_path / "c.sqlite"
+    with VerdictCache(path) as cache:
+        cache.put_many([("k1", 7.0, "ok", "j", {"position": 3, "batch_size": 12}), ("k2", 2.0, "no", "j", {})])
+        assert cache.get_many(["k1", "k2", "k3"]) == {"k1": (7.0, "ok", {"position": 3, "batch_size": 12}),
+                                                      "k2": (2.0, "no", {})}
+    with sqlite3.connect(path) as db:   # the verdicts table as code before issue 16 writes it
+        db.execute("INSERT INTO verdicts VALUES ('k3', 5.0, 'old', 'j', 0)")
+    with VerdictCache(path) as cache:
+        assert cache.get_many(["k3"]) == {"k3": (5.0, "old", {})}
