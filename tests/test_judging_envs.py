@@ -47,12 +47,11 @@ def test_judge_70b_builds_hugging_face_requests(tmp_project, allow_local_http, m
         bodies = [r["body"] for r in judge.requests]
         headers = [r["headers"] for r in judge.requests]
     assert {b["model"] for b in bodies} == {"meta-llama/Llama-3.3-70B-Instruct"}
-    # structured output: huggingface_hub sends json_schema to a base_url in TGI's form
-    # ({"type": "json_object", "value": schema}); providers behind the HF router get theirs.
+    # structured output: a base_url server gets the OpenAI json_schema form as is (Hugging Face
+    # Inference, base_url null, gets it through huggingface_hub's provider mapping)
     schema = response_schema()
-    assert all(b["response_format"] in ({"type": "json_object", "value": schema},
-                                        {"type": "json_schema", "json_schema": {"name": "verdicts", "schema": schema,
-                                                                                "strict": True}})
+    assert all(b["response_format"] == {"type": "json_schema", "json_schema": {"name": "verdicts", "schema": schema,
+                                                                                "strict": True}}
                for b in bodies)
     assert all(h.get("authorization") == "Bearer hf_marker_token" for h in headers)
     assert sum(len(parse_items(b["messages"])) for b in bodies) >= 6
@@ -60,6 +59,10 @@ def test_judge_70b_builds_hugging_face_requests(tmp_project, allow_local_http, m
     assert summary["verdicts_by_source"] == {"llm": 6, "verifiable": 1}
     assert summary["agreement"]["items"] == 6          # agreement_sample 50 > 6 items: all of them
     assert summary["unjudged"] == 0
+    # permuted re-judging of 10% of the batches (here the one batch) in 2 other orders
+    assert summary["permutations"]["batches"] == 1 and summary["permutations"]["calls"] == 2
+    assert summary["llm"]["structured_output"] == {"requested": "json_schema", "used": "json_schema", "fallbacks": []}
+    assert summary["tokens"]["counted_by"] == {"reported": summary["llm"]["calls"]}
 
 
 def test_threshold_env_changes_only_the_threshold(tmp_project):

@@ -79,3 +79,21 @@ def test_response_formats():
     assert response_format("none") is None
     assert response_format("json_schema")["json_schema"]["schema"]["required"] == ["verdicts"]
     assert response_format("json_object")["type"] == "json_object"
+
+
+def test_a_reply_cut_at_the_token_budget():
+    from phase1b_kedro.judging.protocol import CUT_REASON
+
+    cut = '[{"id": "a", "score": 7, "rationale": "fine"}, {"id": "b", "score": 1'   # b's 10 cut to 1
+    parsed = parse_response(cut, ["a", "b", "c"], truncated=True)
+    assert parsed.truncated and parsed.parse_error is None
+    assert parsed.valid == {"a": (7.0, "fine")}                 # the last verdict written is not trusted
+    assert parsed.problems == {"b": CUT_REASON, "c": CUT_REASON}
+    nothing = parse_response('[{"id": "a", "sc', ["a"], truncated=True)
+    assert nothing.parse_error is None and nothing.problems == {"a": CUT_REASON}
+
+
+def test_the_prompt_asks_for_short_rationales():
+    call = build_call([JudgeItem("p", "r", "o")], 100, rationale_words=12)
+    assert "at most 12 words" in call.messages[0]["content"]
+    assert len(set(build_call([JudgeItem("p", "r", "o")] * 40, 100).ids)) == 40

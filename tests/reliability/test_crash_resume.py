@@ -100,8 +100,10 @@ def test_judging_killed_midway_resends_nothing_already_judged(tmp_path, project_
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env[var] = ""
     with FakeJudge(Script(latency=0.4)) as judge:
+        # permutations=1: only the first pass, whose resume this is about (judge_70b also
+        # re-judges a sample of batches in other orders, which would add sends after the kill)
         base = (f"judging.base_url={judge.base_url},judging.batch_size=2,judging.concurrency=1,"
-                "judging.agreement_sample=0,judging.canaries=0")
+                "judging.agreement_sample=0,judging.canaries=0,judging.permutations=1")
         _finish(_kedro(root, "--pipelines", "judging", "--env", "judge_70b", "--params",
                        base + ",judging.cache_path=data/ref_cache.sqlite", env=env))
         reference = _lines(out_dir / "judge_scores.jsonl")

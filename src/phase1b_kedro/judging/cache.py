@@ -2,7 +2,11 @@
 
 The key (see :func:`phase1b_kedro.judging.llm_judge.LLMJudge.item_key`) hashes the judge
 model, endpoint, prompt-template hash, decoding parameters, the protocol (batch or single)
-and the item's content (prompt, reference, acceptable answers, output). Only valid verdicts
+and the item's content (prompt, reference, acceptable answers, output), plus the permutation
+number for a verdict from a permuted re-judging call. Each row also keeps where the item sat in
+its call (``meta``: position and call size) so that a rerun served from the cache reports the
+same position audit (table ``verdict_meta``, so that older code still reads and writes the
+file). Only valid verdicts
 are written, each as soon as its call returns, so a killed run resumes without re-sending
 any item that already has one; errors are never cached. WAL mode lets a reader open the
 file while a run writes it.
@@ -25,6 +29,14 @@ CREATE TABLE IF NOT EXISTS verdicts (
     rationale TEXT NOT NULL,
     judge TEXT NOT NULL,
     created REAL NOT NULL
+)
+"""
+# Where each verdict's item sat in its call, in a table of its own: a cache file stays
+# readable and writable by code that predates it (the verdicts table is unchanged).
+_SCHEMA_META = """
+CREATE TABLE IF NOT EXISTS verdict_meta (
+    key TEXT PRIMARY KEY,
+    meta TEXT NOT NULL
 )
 """
 _SCHEMA_JSON = """
@@ -53,29 +65,34 @@ class VerdictCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(_SCHEMA_JSON)
+        self._db.execute(_SCHEMA_META)
         self._lock = threading.Lock()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str]]:
-        """Cached ``(score, rationale)`` by key, for the keys that have one."""
+    def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str, dict[str, Any]]]:
+        """Cached ``(score, rationale, meta)`` by key, for the keys that have one."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, tuple[float, str]] = {}
+        found: dict[str, tuple[float, str, dict[str, Any]]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, score, rationale FROM verdicts WHERE key IN ({marks})", chunk)
-                found.update({k: (s, r) for k, s, r in rows})
+                rows = self._db.execute(f"SELECT v.key, v.score, v.rationale, m.meta FROM verdicts v "
+                                        f"LEFT JOIN verdict_meta m ON m.key = v.key WHERE v.key IN ({marks})", chunk)
+                found.update({k: (s, r, json.loads(m) if m else {}) for k, s, r, m in rows})
         return found
 
-    def put_many(self, rows: Iterable[tuple[str, float, str, str]]) -> None:
-        """Store ``(key, score, rationale, judge)`` rows in one transaction."""
+    def put_many(self, rows: Iterable[tuple[str, float, str, str, dict[str, Any]]]) -> None:
+        """Store ``(key, score, rationale, judge, meta)`` rows in one transaction."""
         now = time.time()
-        payload = [(k, float(s), r, j, now) for k, s, r, j in rows]
-        if not payload:
+        rows = list(rows)
+        if not rows:
             return
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", payload)
+            self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
+                                 [(k, float(s), r, j, now) for k, s, r, j, _ in rows])
+            self._db.executemany("INSERT OR REPLACE INTO verdict_meta VALUES (?, ?)",
+                                 [(k, json.dumps(m)) for k, _, _, _, m in rows if m])
             self._db.execute("COMMIT")
 
     def get_json_many(self, keys: Iterable[str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -170,9 +171,10 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
 
 def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
          params: Mapping[str, Any], strategy: str, client: LLMClient | None) -> dict[str, Any]:
-    """Run the LLM judge on ``todo`` (and the agreement sample); fill ``verdicts``."""
+    """Run the LLM judge on ``todo`` (then the permuted orders and the agreement sample); fill ``verdicts``."""
     config = LLMJudgeConfig.from_params(params)
     client = client or make_client(judge_client_params(params))
+    calls: dict[str, int] = {}
     with VerdictCache(params.get("cache_path")) as cache:
         judge = LLMJudge(client, config, cache)
         items = [_to_item(records[i]) for i in todo]
@@ -181,6 +183,15 @@ def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[V
             if config.canaries > 0 and protocol == "batch" else []
         for i, v in zip(todo, judge.judge(items, protocol, pool, desc=f"judging ({strategy})"), strict=True):
             verdicts[i] = v
+        calls["first"] = judge.counters.calls
+        permuted: dict[str, Any] | None = None
+        if protocol == "batch" and config.permutations > 1:
+            scores, picked = judge.permuted_scores(items, pool, desc="permuted re-judging")
+            for j, others in scores.items():
+                _add_orders(verdicts[todo[j]], others, config.vote)
+            permuted = {"orders": config.permutations, "sample": config.permutation_sample, "vote": config.vote,
+                        **picked, "calls": judge.counters.calls - calls["first"]}
+        calls["permutations"] = judge.counters.calls - sum(calls.values())
         agreement: dict[int, float | None] = {}
         n_agree = int(params.get("agreement_sample") or 0)
         if n_agree > 0 and protocol == "batch":
@@ -188,10 +199,28 @@ def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[V
             sample = _stratified(judged, records, n_agree, config.seed)
             singles = judge.judge([_to_item(records[i]) for i in sample], "single", desc="agreement (single)")
             agreement = {i: v.score for i, v in zip(sample, singles, strict=True)}
+        calls["agreement"] = judge.counters.calls - sum(calls.values())
         retries = getattr(client, "retries", None)
     return {
         "judge_model": judge.identity["model"],
         "judge_endpoint": judge.identity["base_url"],
-        "llm": {**judge.counters.as_dict(), "transport_retries": retries},
+        "llm": {**judge.report(), "transport_retries": retries, "calls_by_pass": calls, "permutations": permuted},
         "agreement_scores": {str(records[i]["id"]): s for i, s in agreement.items()},
     }
+
+
+def _add_orders(verdict: Verdict | None, others: list[float | None], vote: bool) -> None:
+    """Record an item's scores over the orders it was judged in; with ``vote``, take their median.
+
+    The median of an odd number of scores is on the same side of any threshold as the
+    majority of them: a median vote is a pass/fail majority vote at every threshold.
+    """
+    if verdict is None or verdict.status != "ok":
+        return
+    scores = [verdict.score, *others]
+    verdict.details["order_scores"] = scores
+    valid = [s for s in scores if s is not None]
+    if vote and len(valid) >= 2:
+        verdict.details["first_order_score"] = verdict.score
+        verdict.details["vote"] = f"median of {len(valid)} orders"
+        verdict.score = float(statistics.median(valid))

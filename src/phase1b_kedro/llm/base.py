@@ -53,11 +53,18 @@ class ChatResult:
     status: str = "ok"
     error: str | None = None
     truncated_input: bool = False
+    #: The HTTP status of a failed request (remote backends), so callers can tell a rejected
+    #: request (400/422: e.g. an unsupported ``response_format``) from an outage.
+    http_status: int | None = None
+    #: ``False`` when the endpoint sent no token usage (``tokens_in``/``tokens_out`` are then 0
+    #: and a caller that needs them counts with a tokenizer).
+    usage_reported: bool = True
 
     @classmethod
-    def failed(cls, error: str, latency_s: float = 0.0) -> ChatResult:
+    def failed(cls, error: str, latency_s: float = 0.0, http_status: int | None = None) -> ChatResult:
         """A result that records an error instead of an answer."""
-        return cls(finish_reason="error", status="error", error=error, latency_s=latency_s)
+        return cls(finish_reason="error", status="error", error=error, latency_s=latency_s, http_status=http_status,
+                   usage_reported=False)
 
 
 @runtime_checkable

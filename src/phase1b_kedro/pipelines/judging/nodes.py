@@ -6,6 +6,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
+from phase1b_kedro.judging.audit import permutation_summary, position_length_audit
 from phase1b_kedro.judging.modes import failure_mode
 from phase1b_kedro.judging.strategies import score_records
 from phase1b_kedro.llm import LLMClient
@@ -121,6 +122,11 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
                       human_labels: list[dict] | None = None) -> dict:
     """Counts that reconcile, failure rates per category with Wilson intervals, judge health.
 
+    Judge health for LLM verdicts: the judge's counters (``llm``, with the structured-output
+    mode used and the reply budget), ``tokens`` (and the estimated cost), the effect of an
+    item's position in its call and of its length on the score (``position_length_audit``),
+    and the spread and pass/fail flips over permuted orders (``permutations``).
+
     Args:
         judged_results: Output of :func:`apply_threshold`.
         judge_run_stats: Output of :func:`score_outputs`.
@@ -155,6 +161,9 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
             "failure_rate_ci95": wilson_interval(c["failed"], judged_n),
         }
     judged_n = passed + failed
+    llm = dict(judge_run_stats.get("llm") or {}) or None
+    tokens = llm.pop("tokens", None) if llm else None
+    permuted = llm.pop("permutations", None) if llm else None
     return {
         "items_in": len(judged_results),
         "judged": judged_n,
@@ -181,7 +190,10 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
         "fallback": judge_run_stats.get("fallback"),
         "judge_model": judge_run_stats.get("judge_model"),
         "judge_endpoint": judge_run_stats.get("judge_endpoint"),
-        "llm": judge_run_stats.get("llm"),
+        "llm": llm,
+        "tokens": tokens,
+        "position_length_audit": position_length_audit(judged_results),
+        "permutations": permutation_summary(judged_results, threshold, permuted),
         "agreement": _agreement(judged_results, threshold),
         "human_agreement": human_agreement(judged_results, human_labels or []),
         "execution": judge_run_stats.get("execution"),
