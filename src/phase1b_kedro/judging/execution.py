@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phase1b_kedro.configs import load_config
-from phase1b_kedro.judging.extract import strip_reasoning
+from phase1b_kedro.judging.extract import FENCE_LINE, fenced_blocks, strip_reasoning
 from phase1b_kedro.judging.modes import execution_mode
 from phase1b_kedro.judging.sandbox import RunResult, Sandbox, SandboxConfig
 from phase1b_kedro.judging.verdict import Verdict
 
-_FENCE = re.compile(r"(?m)^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.S)
-_FENCE_LINE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$")
 _CODE_CHARS = re.compile(r"[()=\[\]{}:]")
 _CODE_LINE = re.compile(r"^(?:def |class |import |from \S+ import |@|if __name__|[A-Za-z_]\w*\s*=)")
 _PY_LANGS = {"", "python", "py", "python3"}
@@ -123,11 +121,11 @@ def extract_code(output: str, entry_point: str | None = None) -> str | None:
     body = strip_reasoning(output)
     if body is None:
         return None
-    blocks = [(lang.lower(), code) for lang, code in _FENCE.findall(body) if lang.lower() in _PY_LANGS]
+    blocks = [(lang, code) for lang, code in fenced_blocks(body) if lang in _PY_LANGS]
     if blocks:
         defining = [c for _, c in blocks if entry_point and re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", c)]
         return (defining or [max((c for _, c in blocks), key=len)])[-1].rstrip()
-    lines = _drop_trailing_prose([line for line in body.split("\n") if not _FENCE_LINE.match(line)])
+    lines = _drop_trailing_prose([line for line in body.split("\n") if not FENCE_LINE.match(line)])
     start = next((i for i, line in enumerate(lines) if _CODE_LINE.match(line)), None)
     if start is not None:
         return _trim("\n".join(lines[start:]))

@@ -34,6 +34,10 @@ _REASONING = [
 ]
 _ANSWER_TAG = re.compile(r"<\|?begin_of_solution\|?>|<\|?end_of_solution\|?>", re.I)
 
+# A fenced block opens and closes at the start of a line (a closing fence is never taken for
+# the opening of the next block); FENCE_LINE is one fence line on its own.
+_FENCE = re.compile(r"(?m)^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.S)
+FENCE_LINE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _HASHES = re.compile(r"####\s*([^\n]+?)\s*$", re.M)
 _TAGGED = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S | re.I)
@@ -67,6 +71,11 @@ class Committed:
     text: str
     marker: str
     start: int
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """Closed fenced code blocks of ``text`` in order: (language in lower case, code)."""
+    return [(lang.lower(), code) for lang, code in _FENCE.findall(text)]
 
 
 def repair_escapes(text: str) -> str:

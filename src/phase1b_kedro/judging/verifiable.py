@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phase1b_kedro.configs import load_config
-from phase1b_kedro.judging.extract import committed_answer, repair_escapes, strip_reasoning, unwrap
+from phase1b_kedro.judging.extract import committed_answer, fenced_blocks, repair_escapes, strip_reasoning, unwrap
 from phase1b_kedro.judging.mathcheck import is_math, math_equal, units_differ
 from phase1b_kedro.judging.options import Options, letters_in, parse_options
 from phase1b_kedro.judging.text import first_number, last_number, normalise_answer
@@ -43,7 +43,6 @@ from phase1b_kedro.judging.verdict import Verdict
 _SYMBOLS = re.compile(r"[*/+=<>^%$#@|\\{}\[\]()~`;]|(?<=\S)-(?=\S)")
 _CODE_START = re.compile(r"^\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE|def|class|import|from\s+\w+\s+import)\b"
                          r"|^(?:[ \t]+(?:return|for|if|while|elif|else|try|with|yield|raise)|return|raise|yield)\b", re.I)
-_FENCE = re.compile(r"```[\w+-]*[^\n]*\n(.*?)```", re.S)
 _NEGATION = re.compile(r"\b(not|no|never|neither|nor|isn|aren|wasn|doesn|don|cannot|incorrect|wrong)\b")
 _NEGATED = re.compile(r"^\s*(?:not|never|isn'?t|is\s+not|no\s+it\s+is\s+not)\b", re.I)
 _BOOLEANS = {"yes": "yes", "no": "no", "true": "true", "false": "false", "correct": "true", "incorrect": "false",
@@ -107,7 +106,7 @@ def reference_answer(reference: str) -> str:
 
 
 def _fenced(text: str) -> str | None:
-    blocks = _FENCE.findall(text)
+    blocks = [code for _, code in fenced_blocks(text)]
     return blocks[-1].strip() if blocks else None
 
 
@@ -186,7 +185,7 @@ def json_equal(a: Any, b: Any) -> bool:
 def _last_json(text: str, kind: type) -> Any:
     """The last JSON value of ``kind`` (object or array) in ``text``: fenced blocks first,
     then anywhere (a bracketed aside after the answer is not taken for it)."""
-    for block in reversed(_FENCE.findall(text)):
+    for _, block in reversed(fenced_blocks(text)):
         if isinstance(value := _json_value(block.strip()), kind):
             return value
     decoder, found, i, tries = json.JSONDecoder(), None, 0, 0
