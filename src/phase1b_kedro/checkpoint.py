@@ -9,19 +9,12 @@ ignored on reading.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-
-def stable_key(*parts: Any) -> str:
-    """A 16-hex-digit hash of JSON-serialisable parts (dict keys sorted)."""
-    payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return hashlib.blake2b(payload, digest_size=8).hexdigest()
 
 
 class JSONLCheckpoint:
@@ -57,3 +50,17 @@ class JSONLCheckpoint:
                 fh.write(orjson.dumps(entry) + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+class CheckpointStore:
+    """A folder of checkpoints, one file per run key: what the catalog hands to a node."""
+
+    def __init__(self, directory: str | Path) -> None:
+        """Args:
+        directory: Folder holding the checkpoint files (created on the first append).
+        """
+        self.directory = Path(directory)
+
+    def for_key(self, key: str) -> JSONLCheckpoint:
+        """The checkpoint of one run key."""
+        return JSONLCheckpoint(self.directory, key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -82,46 +81,23 @@ class RunSummaryHooks:
             logger.info("report: %s (open it in a browser; no server needed)", self._paths["report_html"])
 
 
+class RunInfoHooks:
+    """Put the run's environment and save version in the catalog as ``run_info`` (the report
+    prints them), from the run context rather than a parameter copied into every environment."""
 
-
-class CredentialsHooks:
-    """Hand the judge's API token from ``conf/local/credentials.yml`` to the LLM clients.
-
-    ``hf: {token: ...}`` in the credentials file becomes the environment variable the
-    clients read (``HF_TOKEN`` unless ``judging.api_key_env`` / ``generation.api_key_env``
-    say otherwise), unless that variable is already set. The value is never logged.
-    """
+    def __init__(self) -> None:
+        self._env: str | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Export the token, if a credentials file has one.
+        """Remember the environment the run was started with (``--env`` / ``KEDRO_ENV``)."""
+        self._env = getattr(context, "env", None)
 
-        The active environment's credentials come first; ``conf/local`` is read as well,
-        because Kedro loads it only when no ``--env`` is given, and a token kept there
-        should still serve ``--env judge_70b``.
-        """
-        token = _hf_token(context.config_loader)
-        if not token and getattr(context, "env", None) not in (None, "local"):
-            from kedro.config import OmegaConfigLoader
-
-            loader = context.config_loader
-            token = _hf_token(OmegaConfigLoader(conf_source=str(loader.conf_source), env="local",
-                                                base_env=loader.base_env, default_run_env="local"))
-        if not token:
-            return
-        params = context.config_loader["parameters"]
-        names = {(params.get(group) or {}).get("api_key_env") or "HF_TOKEN" for group in ("judging", "generation",
-                                                                                          "labeling")}
-        for name in names:
-            if not os.environ.get(name):
-                os.environ[name] = str(token)
-                logger.info("judge token taken from credentials (hf.token) into $%s", name)
-
-
-def _hf_token(loader: Any) -> str | None:
-    try:
-        credentials = loader["credentials"]
-    except Exception:  # no credentials file
-        return None
-    token = (credentials.get("hf") or {}).get("token") if isinstance(credentials, dict) else None
-    return str(token) if token else None
+    @hook_impl
+    def after_catalog_created(self, catalog: Any, save_version: str | None) -> None:
+        """Fill ``run_info``: ``{"env": ..., "save_version": ...}``."""
+        info = {"env": self._env or "local (default)", "save_version": save_version}
+        if "run_info" in catalog:
+            catalog.save("run_info", info)  # the declared MemoryDataset (kedro-viz shows it)
+        else:
+            catalog["run_info"] = info

@@ -16,19 +16,101 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import json_repair
 import numpy as np
 
-from phase1b_kedro.checkpoint import stable_key
+from phase1b_kedro.allocation import allocate
+from phase1b_kedro.cache import ResponseCache
+from phase1b_kedro.configs import load_config
 from phase1b_kedro.judging.modes import NOT_A_DATA_PROBLEM
+from phase1b_kedro.keys import stable_key
 from phase1b_kedro.llm import GenerationConfig, LLMClient
-from phase1b_kedro.sampling import allocate
+from phase1b_kedro.params import string_list
 
 logger = logging.getLogger(__name__)
 
 LABEL_PROMPT_VERSION = "label-v1"
+
+
+@dataclass(frozen=True)
+class KeywordSettings:
+    """``labeling.keywords``: c-TF-IDF keywords per pattern."""
+
+    top_k: int = 8
+    #: Record fields whose text the keywords are drawn from.
+    fields: tuple[str, ...] = ("prompt",)
+    ngram_range: tuple[int, int] = (1, 2)
+
+
+@dataclass(frozen=True)
+class LabelModelSettings:
+    """``labeling.llm``: whether the judge model names the patterns, and how it is asked."""
+
+    enabled: bool = False
+    structured_output: str = "none"  # none | json_object
+    max_new_tokens: int = 200
+    max_input_tokens: int = 8192
+    temperature: float = 0.0
+    seed: int = 42
+    #: Characters of each example's prompt, reference and output in the request.
+    example_chars: int = 400
+
+    def generation_config(self) -> GenerationConfig:
+        """The decoding parameters of a labeling call."""
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed,
+                                max_input_tokens=self.max_input_tokens,
+                                response_format={"type": "json_object"} if self.structured_output == "json_object"
+                                else None)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """``labeling.plan``: the data generation plan and its held-out evaluation set."""
+
+    total_examples: int = 1000
+    min_per_pattern: int = 20
+    include_unclustered: bool = True
+    #: Seed examples per pattern (clamped to 3-5).
+    seed_examples: int = 4
+    #: Share of each pattern's failures (and matched passes) held out of the seeds.
+    heldout_share: float = 0.25
+    #: Cosine at which a seed or instruction counts as a near-duplicate of a held-out prompt.
+    contamination_threshold: float = 0.9
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class LabelingSettings:
+    """The ``labeling`` parameter group (the labeling model is the ``judge_model`` dataset)."""
+
+    keywords: KeywordSettings = field(default_factory=KeywordSettings)
+    examples_per_pattern: int = 4
+    llm: LabelModelSettings = field(default_factory=LabelModelSettings)
+    plan: PlanSettings = field(default_factory=PlanSettings)
+    #: Sentence-embedding model of the contamination check (``None``: the bundled MiniLM).
+    embedding_model: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> LabelingSettings:
+        """Build and check the group.
+
+        Raises:
+            ValueError: For an unknown key in any sub-group (named), or a bad value.
+        """
+        params = params or {}
+        raw_kw = dict(params.get("keywords") or {})
+        kw_nested = {}
+        if "fields" in raw_kw:
+            kw_nested["fields"] = string_list(raw_kw["fields"], "labeling.keywords.fields", allow_empty=False)
+        if "ngram_range" in raw_kw:
+            kw_nested["ngram_range"] = tuple(int(n) for n in raw_kw["ngram_range"])
+        return load_config(cls, params, "labeling",
+                           keywords=load_config(KeywordSettings, raw_kw, "labeling.keywords", **kw_nested),
+                           llm=load_config(LabelModelSettings, params.get("llm"), "labeling.llm"),
+                           plan=load_config(PlanSettings, params.get("plan"), "labeling.plan"))
 LABEL_SYSTEM = """\
 You analyse failures of an AI model. You get one group of prompts the model answered \
 wrongly, with the correct reference answers and the model's wrong outputs, plus keywords \
@@ -166,29 +248,26 @@ def parse_label(text: str) -> dict[str, str] | None:
 
 
 def llm_labels(requests: Sequence[tuple[Mapping[str, Any], Sequence[str], Sequence[Mapping[str, Any]]]],
-               client: LLMClient, params: Mapping[str, Any], cache: Any) -> tuple[list[dict[str, str]], dict]:
+               client: LLMClient, settings: LabelModelSettings,
+               cache: ResponseCache) -> tuple[list[dict[str, str]], dict]:
     """Labels written by an LLM for each ``(cluster, keywords, examples)``; offline fallback.
 
     Args:
         requests: One entry per cluster.
         client: The labeling model's client (same interface as generation and judging).
-        params: ``labeling`` parameters (``max_new_tokens``, ``temperature``, ``seed``, ...).
-        cache: A :class:`~phase1b_kedro.judging.cache.VerdictCache` (labels kept as JSON).
+        settings: ``labeling.llm``.
+        cache: Labels kept as JSON by request key (the ``label_cache`` dataset).
 
     Returns:
         Labels in order (``source``: ``llm``, ``llm_cached`` or ``offline_fallback`` with a
         ``fallback_reason``) and counters.
     """
-    config = GenerationConfig(max_new_tokens=int(params.get("max_new_tokens", 200)),
-                              temperature=float(params.get("temperature", 0.0)), seed=int(params.get("seed", 42)),
-                              max_input_tokens=int(params.get("max_input_tokens", 8192)),
-                              response_format=({"type": "json_object"} if params.get("structured_output") == "json_object"
-                                               else None))
+    config = settings.generation_config()
     info = client.describe()
     identity = {k: info.get(k) for k in ("model", "backend", "base_url")}
     convs, keys = [], []
     for cluster, keywords, examples in requests:
-        messages = _label_prompt(cluster, keywords, examples, int(params.get("example_chars", 400)))
+        messages = _label_prompt(cluster, keywords, examples, settings.example_chars)
         convs.append(messages)
         keys.append(stable_key(identity, LABEL_PROMPT_VERSION, config.as_dict(), messages))
     cached = cache.get_json_many(keys)

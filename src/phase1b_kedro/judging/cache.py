@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from phase1b_kedro.cache import ResponseCache
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -39,47 +40,21 @@ CREATE TABLE IF NOT EXISTS verdict_meta (
     meta TEXT NOT NULL
 )
 """
-_SCHEMA_JSON = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    created REAL NOT NULL
-)
-"""
 
 
-class VerdictCache:
-    """Thread-safe get/put of verdicts by key (``path=None``: an in-memory cache)."""
+class VerdictCache(ResponseCache):
+    """Thread-safe get/put of verdicts by key (``path=None``: an in-memory cache).
 
-    def __init__(self, path: str | Path | None) -> None:
-        """Args:
-        path: SQLite file (created with its folder); ``None`` keeps the cache in memory.
-        """
-        self.path = Path(path) if path else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False,
-                                   isolation_level=None, timeout=30)
-        if self.path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        self._db.execute(_SCHEMA_JSON)
-        self._db.execute(_SCHEMA_META)
-        self._lock = threading.Lock()
+    Other LLM results (JSON values) go in the ``entries`` table of :class:`ResponseCache`.
+    """
+
+    SCHEMAS = (_SCHEMA, _SCHEMA_META, *ResponseCache.SCHEMAS)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, tuple[float, str, dict[str, Any]]]:
         """Cached ``(score, rationale, meta)`` by key, for the keys that have one."""
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, tuple[float, str, dict[str, Any]]] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT v.key, v.score, v.rationale, m.meta FROM verdicts v "
-                                        f"LEFT JOIN verdict_meta m ON m.key = v.key WHERE v.key IN ({marks})", chunk)
-                found.update({k: (s, r, json.loads(m) if m else {}) for k, s, r, m in rows})
-        return found
+        rows = self._select("SELECT v.key, v.score, v.rationale, m.meta FROM verdicts v "
+                            "LEFT JOIN verdict_meta m ON m.key = v.key WHERE v.key IN ({marks})", keys)
+        return {k: (s, r, json.loads(m) if m else {}) for k, s, r, m in rows}
 
     def put_many(self, rows: Iterable[tuple[str, float, str, str, dict[str, Any]]]) -> None:
         """Store ``(key, score, rationale, judge, meta)`` rows in one transaction."""
@@ -94,23 +69,6 @@ class VerdictCache:
             self._db.executemany("INSERT OR REPLACE INTO verdict_meta VALUES (?, ?)",
                                  [(k, json.dumps(m)) for k, _, _, _, m in rows if m])
             self._db.execute("COMMIT")
-
-    def get_json_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """Other cached LLM results (e.g. cluster labels) by key, decoded from JSON."""
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, Any] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk)
-                found.update({k: json.loads(v) for k, v in rows})
-        return found
-
-    def put_json(self, key: str, value: Any) -> None:
-        """Store one JSON-serialisable result (only valid ones: errors are never cached)."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
 
     def __len__(self) -> int:
         with self._lock:
@@ -130,13 +88,3 @@ class VerdictCache:
         except sqlite3.Error:
             return 0
 
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> VerdictCache:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

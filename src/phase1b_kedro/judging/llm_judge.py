@@ -1,6 +1,6 @@
 """LLM judging in batches (or one item per call) with validation, re-judging, canaries and a cache.
 
-Rounds: every item without a cached verdict is packed into calls of at most ``batch_size``
+Rounds: every item without a cached verdict is packed into calls of at most ``items_per_call``
 items and ``max_batch_chars`` characters, in an order shuffled by the seed (so an item's place
 in its call is random: the position audit in ``judge_summary`` is then a randomised
 experiment). Items that come back missing or invalid, and every item of a call whose canaries
@@ -11,7 +11,7 @@ cache as soon as it returns.
 
 Reply budget: each call may answer in ``reply_tokens_per_item`` x items + 64 tokens (capped at
 ``max_new_tokens``), where the per-item figure grows with the rationale length the prompt asks
-for (``rationale_words``); ``batch_size`` is lowered so that the reply for a full call, canaries
+for (``rationale_words``); ``items_per_call`` is lowered so that the reply for a full call, canaries
 included, fits. A reply the endpoint still cut (``finish_reason == "length"``) is counted as
 truncated, not as a parse failure: its last verdict (which may be cut) is dropped and the items
 without one are re-judged in smaller calls.
@@ -43,7 +43,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from phase1b_kedro.checkpoint import stable_key
+from phase1b_kedro.configs import load_config
+from phase1b_kedro.keys import stable_key
 from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.judging.protocol import (
     CUT_REASON,
@@ -72,9 +73,14 @@ _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "gra
 
 @dataclass(frozen=True)
 class LLMJudgeConfig:
-    """Protocol knobs (the ``judging`` parameter group)."""
+    """The LLM judge's protocol (the ``judging.protocol`` parameter group).
 
-    batch_size: int = 50
+    The judge model itself (backend, endpoint, concurrency, retries) is the ``judge_model``
+    catalog dataset; its verdicts go to the ``judge_cache`` dataset.
+    """
+
+    #: Items per ``llm_batch`` call (lowered when their reply could not fit, see ``batch_cap``).
+    items_per_call: int = 50
     max_batch_chars: int = 60_000
     max_field_chars: int = 2_000
     canaries: int = 0
@@ -100,16 +106,21 @@ class LLMJudgeConfig:
     tokenizer: str | None = None
     #: ``{input: x, output: y}`` per million tokens: an estimated cost in the summary.
     price_per_million_tokens: Mapping[str, float] | None = None
+    #: Items (stratified by category) also judged one per call, for batch-vs-single agreement.
+    agreement_sample: int = 0
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> LLMJudgeConfig:
-        """Pick this class's keys out of the ``judging`` group."""
-        names = cls.__dataclass_fields__.keys()
-        config = cls(**{k: params[k] for k in names if params.get(k) is not None})
-        if config.batch_size < 1 or config.single_attempts < 1 or config.permutations < 1:
-            raise ValueError("judging.batch_size, single_attempts and permutations must be at least 1")
+    def from_params(cls, params: Mapping[str, Any] | None) -> LLMJudgeConfig:
+        """Build from ``judging.protocol`` (missing keys keep defaults; unknown keys fail).
+
+        Raises:
+            ValueError: For an unknown key or a value out of range (named).
+        """
+        config = load_config(cls, params, "judging.protocol")
+        if config.items_per_call < 1 or config.single_attempts < 1 or config.permutations < 1:
+            raise ValueError("judging.protocol.items_per_call, single_attempts and permutations must be at least 1")
         if not 0 < config.permutation_sample <= 1:
-            raise ValueError(f"judging.permutation_sample must be in (0, 1], not {config.permutation_sample!r}")
+            raise ValueError(f"judging.protocol.permutation_sample must be in (0, 1], not {config.permutation_sample!r}")
         response_format(config.structured_output)  # raises on an unknown mode
         return config
 
@@ -125,8 +136,8 @@ class LLMJudgeConfig:
 
     @property
     def batch_cap(self) -> int:
-        """Real items per batch call: ``batch_size``, lowered so that their reply and the canaries' fits."""
-        return max(1, min(self.batch_size, self.items_per_call_cap - self.canaries))
+        """Real items per batch call: ``items_per_call``, lowered so that their reply and the canaries' fits."""
+        return max(1, min(self.items_per_call, self.items_per_call_cap - self.canaries))
 
     def reply_budget(self, n_items: int) -> int:
         """``max_tokens`` for a call with ``n_items`` items."""
@@ -197,9 +208,9 @@ class LLMJudge:
         self._format_settled = self.format_mode == "none"
         self.tokens = TokenCounter([config.tokenizer, info.get("model")])
         self._lock = threading.Lock()
-        if config.batch_cap < config.batch_size:
+        if config.batch_cap < config.items_per_call:
             logger.info("judge batches of %d items, not %d: the reply for %d items plus %d canaries at %d tokens "
-                        "each must fit in max_new_tokens=%d", config.batch_cap, config.batch_size, config.batch_size,
+                        "each must fit in max_new_tokens=%d", config.batch_cap, config.items_per_call, config.items_per_call,
                         config.canaries, config.reply_tokens_per_item, config.max_new_tokens)
 
     # ------------------------------------------------------------------ keys
@@ -218,7 +229,7 @@ class LLMJudge:
 
         Args:
             items: What to grade.
-            protocol: ``batch`` (``batch_size`` items per call, halving on failure) or
+            protocol: ``batch`` (``items_per_call`` items per call, halving on failure) or
                 ``single`` (one item per call, no canaries).
             canary_pool: Canary items to draw from (``config.canaries`` per batch call).
             desc: Progress-bar label.
@@ -329,7 +340,7 @@ class LLMJudge:
                                   "fallbacks": list(self.format_fallbacks)},
             "reply_budget": {"rationale_words": config.rationale_words,
                              "tokens_per_item": config.reply_tokens_per_item, "max_new_tokens": config.max_new_tokens,
-                             "items_per_call_cap": config.items_per_call_cap, "batch_size": config.batch_size,
+                             "items_per_call_cap": config.items_per_call_cap, "batch_size": config.items_per_call,
                              "batch_size_used": config.batch_cap},
         }
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from phase1b_kedro.configs import load_config
 from phase1b_kedro.embeddings import BUNDLED_MINILM, embed
 from phase1b_kedro.judging.text import rouge_l, token_f1
 from phase1b_kedro.judging.verdict import Verdict
@@ -32,13 +33,14 @@ class SimilarityConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> SimilarityConfig:
-        """Build from ``judging.similarity`` (missing keys keep defaults)."""
-        params = dict(params or {})
-        kwargs = {k: params[k] for k in ("model", "cosine_floor", "cosine_ceiling", "batch_size")
-                  if params.get(k) is not None}
-        if params.get("weights"):
-            kwargs["weights"] = dict(params["weights"])
-        config = cls(**kwargs)
+        """Build from ``judging.similarity`` (missing keys keep defaults; unknown keys fail).
+
+        Raises:
+            ValueError: For an unknown key, a ceiling not above the floor, or weights summing to 0.
+        """
+        weights = (params or {}).get("weights")
+        nested = {"weights": dict(weights)} if weights else {}
+        config = load_config(cls, params, "judging.similarity", **nested)
         if config.cosine_ceiling <= config.cosine_floor:
             raise ValueError("judging.similarity: cosine_ceiling must be above cosine_floor")
         if sum(config.weights.values()) <= 0:

@@ -21,8 +21,11 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from phase1b_kedro.allocation import allocate
+from phase1b_kedro.configs import load_config
 from phase1b_kedro.judging import execution, verifiable
 from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
@@ -30,8 +33,7 @@ from phase1b_kedro.judging.protocol import JudgeItem
 from phase1b_kedro.judging.sandbox import Sandbox
 from phase1b_kedro.judging.similarity import SimilarityConfig, score_similarity
 from phase1b_kedro.judging.verdict import Verdict
-from phase1b_kedro.llm import LLMClient, make_client
-from phase1b_kedro.sampling import allocate
+from phase1b_kedro.llm import LLMClient
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +41,49 @@ STRATEGIES = ("verifiable", "similarity", "llm_batch", "llm_single", "hybrid")
 LLM_STRATEGIES = ("llm_batch", "llm_single")
 
 
-def judge_client_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``judging`` group as ``make_client`` parameters.
+@dataclass(frozen=True)
+class JudgingSettings:
+    """The ``judging`` parameter group, one typed config per concern.
 
-    Each backend picks its own keys; only ``batch_size`` means something else here (items
-    per judge call), so the transformers backend gets ``calls_per_generate`` instead.
+    The judge model is the ``judge_model`` catalog dataset and its verdict cache the
+    ``judge_cache`` dataset; only how to judge is a parameter.
     """
-    return {**params, "batch_size": params.get("calls_per_generate", 4)}
+
+    #: ``verifiable`` | ``similarity`` | ``llm_batch`` | ``llm_single`` | ``hybrid``.
+    strategy: str = "hybrid"
+    #: ``hybrid``: what judges what the checks cannot (``similarity`` | ``llm_batch`` | ``llm_single``).
+    fallback: str = "similarity"
+    #: A score below this fails (applied after scoring, in its own node).
+    failure_threshold: float = 7.0
+    protocol: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    execution: execution.ExecutionConfig = field(default_factory=execution.ExecutionConfig)
+    verifiable: verifiable.VerifiableConfig = field(default_factory=verifiable.VerifiableConfig)
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> JudgingSettings:
+        """Build and check the group.
+
+        Raises:
+            ValueError: For an unknown key (in any sub-group), strategy or fallback.
+        """
+        params = params or {}
+        settings = load_config(
+            cls, params, "judging",
+            protocol=LLMJudgeConfig.from_params(params.get("protocol")),
+            execution=execution.ExecutionConfig.from_params(params.get("execution")),
+            verifiable=verifiable.VerifiableConfig.from_params(params.get("verifiable")),
+            similarity=SimilarityConfig.from_params(params.get("similarity")))
+        if settings.strategy not in STRATEGIES:
+            raise ValueError(f"judging.strategy must be one of {STRATEGIES}, not {settings.strategy!r}")
+        if settings.fallback not in ("similarity", *LLM_STRATEGIES):
+            raise ValueError(f"judging.fallback must be similarity, llm_batch or llm_single, not {settings.fallback!r}")
+        return settings
+
+    @property
+    def uses_llm(self) -> bool:
+        """Whether the LLM judge may be called."""
+        return self.strategy in LLM_STRATEGIES or (self.strategy == "hybrid" and self.fallback in LLM_STRATEGIES)
 
 
 def _to_item(record: Mapping[str, Any]) -> JudgeItem:
@@ -65,13 +103,12 @@ def _stratified(indices: Sequence[int], records: Sequence[Mapping[str, Any]], n:
 
 
 def _execute(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
-             params: Mapping[str, Any] | None) -> tuple[list[int], dict[str, Any]]:
+             config: execution.ExecutionConfig) -> tuple[list[int], dict[str, Any]]:
     """Judge records that carry tests by running them in the sandbox; return what is left.
 
     Code is never run unsandboxed: when execution is off or the sandbox does not work here,
     those records go on to the other rules and the summary says why.
     """
-    config = execution.ExecutionConfig.from_params(params)
     with_tests = [i for i in todo if (records[i].get("meta") or {}).get("tests")]
     info: dict[str, Any] = {"enabled": config.enabled, "items_with_tests": len(with_tests), "executed": 0}
     if not with_tests:
@@ -104,26 +141,46 @@ def _check_one(record: Mapping[str, Any], config: verifiable.VerifiableConfig) -
         return Verdict.unjudged("verifiable", f"checker error: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
-                  client: LLMClient | None = None) -> tuple[list[Verdict], dict[str, Any]]:
+def score_records(records: Sequence[Mapping[str, Any]], settings: JudgingSettings | Mapping[str, Any] | None,
+                  client: LLMClient | None = None,
+                  cache: VerdictCache | None = None) -> tuple[list[Verdict], dict[str, Any]]:
     """A verdict for every record with the configured strategy.
 
     Args:
         records: Model output records.
-        params: The ``judging`` parameter group.
-        client: A judge client to use instead of building one (tests).
+        settings: The ``judging`` parameter group (or its :class:`JudgingSettings`).
+        client: The judge model (the ``judge_model`` dataset); needed only when an LLM judges.
+        cache: Where LLM verdicts are kept across runs (``judge_cache``); ``None`` = in memory.
 
     Returns:
         Verdicts in record order, and the run's counters (calls, cache hits, canaries,
         agreement-sample scores by record index, wall time).
+
+    Raises:
+        ValueError: For parameters the judge cannot use, or an LLM strategy without a client.
     """
-    strategy = params.get("strategy", "hybrid")
-    fallback = params.get("fallback", "similarity")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"judging.strategy must be one of {STRATEGIES}, not {strategy!r}")
-    if strategy == "hybrid" and fallback not in ("similarity", *LLM_STRATEGIES):
-        raise ValueError(f"judging.fallback must be similarity, llm_batch or llm_single, not {fallback!r}")
+    if not isinstance(settings, JudgingSettings):
+        settings = JudgingSettings.from_params(settings)
+    if settings.uses_llm and client is None:
+        raise ValueError(f"judging.strategy {settings.strategy} needs a judge model (the judge_model dataset)")
     t0 = time.perf_counter()
+    verdicts = _pre_verdicts(records)
+    todo = [i for i, v in enumerate(verdicts) if v is None]
+    exec_info: dict[str, Any] | None = None
+    if settings.strategy in ("verifiable", "hybrid"):
+        todo, exec_info = _verifiable(records, todo, verdicts, settings)
+    stats: dict[str, Any] = {"strategy": settings.strategy,
+                             "fallback": settings.fallback if settings.strategy == "hybrid" else None,
+                             "judge_model": None, "judge_endpoint": None, "llm": None, "agreement_scores": {},
+                             "execution": exec_info}
+    stats.update(_second_pass(records, todo, verdicts, settings, client, cache))
+    stats["wall_s"] = round(time.perf_counter() - t0, 2)
+    return [v if v is not None else Verdict.unjudged("none", "not judged") for v in verdicts], stats
+
+
+def _pre_verdicts(records: Sequence[Mapping[str, Any]]) -> list[Verdict | None]:
+    """Before any strategy: a failed generation is unjudged (the model never answered, which
+    says nothing about its ability) and an empty answer scores 0; ``None`` = still to judge."""
     verdicts: list[Verdict | None] = [None] * len(records)
     for i, record in enumerate(records):
         generation = record.get("generation") or {}
@@ -132,81 +189,99 @@ def score_records(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any
         elif not (record.get("output") or "").strip():
             verdicts[i] = Verdict(0.0, "verifiable", rule="empty_output", rationale="the model gave no answer",
                                   details={"mode": "empty"})
+    return verdicts
 
-    todo = [i for i, v in enumerate(verdicts) if v is None]
-    exec_info: dict[str, Any] | None = None
-    if strategy in ("verifiable", "hybrid"):
-        todo, exec_info = _execute(records, todo, verdicts, params.get("execution"))
-        config = verifiable.VerifiableConfig.from_params(params.get("verifiable"))
-        llm_fallback = strategy == "hybrid" and fallback in LLM_STRATEGIES
-        rest = []
-        for i in todo:
-            verdicts[i] = _check_one(records[i], config)
-            if verdicts[i] is None or (llm_fallback and not verdicts[i].confident):
-                rest.append(i)  # long free text, or a deterministic fail an LLM may overturn
-        todo = rest
-    second = fallback if strategy == "hybrid" else strategy
-    stats: dict[str, Any] = {"strategy": strategy, "fallback": fallback if strategy == "hybrid" else None,
-                             "judge_model": None, "judge_endpoint": None, "llm": None, "agreement_scores": {},
-                             "execution": exec_info}
-    if strategy == "verifiable":
+
+def _verifiable(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
+                settings: JudgingSettings) -> tuple[list[int], dict[str, Any]]:
+    """Code run against its tests, then the deterministic checks; return what is left for the
+    second pass (long free text, and with an LLM fallback the non-confident fails)."""
+    todo, exec_info = _execute(records, todo, verdicts, settings.execution)
+    llm_fallback = settings.strategy == "hybrid" and settings.fallback in LLM_STRATEGIES
+    rest = []
+    for i in todo:
+        verdicts[i] = _check_one(records[i], settings.verifiable)
+        if verdicts[i] is None or (llm_fallback and not verdicts[i].confident):
+            rest.append(i)  # long free text, or a deterministic fail an LLM may overturn
+    return rest, exec_info
+
+
+def _second_pass(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
+                 settings: JudgingSettings, client: LLMClient | None,
+                 cache: VerdictCache | None) -> dict[str, Any]:
+    """Judge ``todo`` with the fallback (hybrid) or the strategy itself; return stats to merge.
+
+    A deterministic verdict the LLM could not replace is kept, with the LLM's reason added.
+    """
+    second = settings.fallback if settings.strategy == "hybrid" else settings.strategy
+    if settings.strategy == "verifiable":
         for i in todo:
             verdicts[i] = Verdict.unjudged("verifiable", "no verifiable check applies to this reference")
-    elif second == "similarity":
-        sim_config = SimilarityConfig.from_params(params.get("similarity"))
-        sim = score_similarity([records[i] for i in todo], sim_config)
-        for i, v in zip(todo, sim, strict=True):
+        return {}
+    if second == "similarity":
+        for i, v in zip(todo, score_similarity([records[i] for i in todo], settings.similarity), strict=True):
             verdicts[i] = v
-        stats["judge_model"] = sim_config.model
-    elif todo:
-        deterministic = {i: verdicts[i] for i in todo if verdicts[i] is not None}
-        stats.update(_llm(records, todo, verdicts, params, second, client))
-        for i, kept in deterministic.items():
-            if verdicts[i] is not None and verdicts[i].status != "ok":  # the LLM gave no verdict
-                kept.rationale += f" (LLM fallback gave no verdict: {verdicts[i].reason})"
-                verdicts[i] = kept
-    stats["wall_s"] = round(time.perf_counter() - t0, 2)
-    return [v if v is not None else Verdict.unjudged("none", "not judged") for v in verdicts], stats
+        return {"judge_model": settings.similarity.model}
+    if not todo:
+        return {}
+    deterministic = {i: verdicts[i] for i in todo if verdicts[i] is not None}
+    stats = _llm(records, todo, verdicts, settings.protocol, second, client, cache)
+    for i, kept in deterministic.items():
+        if verdicts[i] is not None and verdicts[i].status != "ok":  # the LLM gave no verdict
+            kept.rationale += f" (LLM fallback gave no verdict: {verdicts[i].reason})"
+            verdicts[i] = kept
+    return stats
 
 
 def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[Verdict | None],
-         params: Mapping[str, Any], strategy: str, client: LLMClient | None) -> dict[str, Any]:
+         config: LLMJudgeConfig, strategy: str, client: LLMClient,
+         cache: VerdictCache | None) -> dict[str, Any]:
     """Run the LLM judge on ``todo`` (then the permuted orders and the agreement sample); fill ``verdicts``."""
-    config = LLMJudgeConfig.from_params(params)
-    client = client or make_client(judge_client_params(params))
-    calls: dict[str, int] = {}
-    with VerdictCache(params.get("cache_path")) as cache:
-        judge = LLMJudge(client, config, cache)
-        items = [_to_item(records[i]) for i in todo]
-        protocol = "batch" if strategy == "llm_batch" else "single"
-        pool = canary_pool([records[i] for i in todo], max(8, 2 * config.canaries), config.seed) \
-            if config.canaries > 0 and protocol == "batch" else []
-        for i, v in zip(todo, judge.judge(items, protocol, pool, desc=f"judging ({strategy})"), strict=True):
-            verdicts[i] = v
-        calls["first"] = judge.counters.calls
-        permuted: dict[str, Any] | None = None
-        if protocol == "batch" and config.permutations > 1:
-            scores, picked = judge.permuted_scores(items, pool, desc="permuted re-judging")
-            for j, others in scores.items():
-                _add_orders(verdicts[todo[j]], others, config.vote)
-            permuted = {"orders": config.permutations, "sample": config.permutation_sample, "vote": config.vote,
-                        **picked, "calls": judge.counters.calls - calls["first"]}
-        calls["permutations"] = judge.counters.calls - sum(calls.values())
-        agreement: dict[int, float | None] = {}
-        n_agree = int(params.get("agreement_sample") or 0)
-        if n_agree > 0 and protocol == "batch":
-            judged = [i for i in todo if verdicts[i] is not None and verdicts[i].status == "ok"]
-            sample = _stratified(judged, records, n_agree, config.seed)
-            singles = judge.judge([_to_item(records[i]) for i in sample], "single", desc="agreement (single)")
-            agreement = {i: v.score for i, v in zip(sample, singles, strict=True)}
-        calls["agreement"] = judge.counters.calls - sum(calls.values())
-        retries = getattr(client, "retries", None)
+    judge = LLMJudge(client, config, cache if cache is not None else VerdictCache(None))
+    items = [_to_item(records[i]) for i in todo]
+    protocol = "batch" if strategy == "llm_batch" else "single"
+    pool = canary_pool([records[i] for i in todo], max(8, 2 * config.canaries), config.seed) \
+        if config.canaries > 0 and protocol == "batch" else []
+    for i, v in zip(todo, judge.judge(items, protocol, pool, desc=f"judging ({strategy})"), strict=True):
+        verdicts[i] = v
+    calls = {"first": judge.counters.calls}
+    permuted = _permuted(judge, items, pool, todo, verdicts) if protocol == "batch" else None
+    calls["permutations"] = judge.counters.calls - sum(calls.values())
+    agreement = _agreement_sample(judge, records, todo, verdicts) if protocol == "batch" else {}
+    calls["agreement"] = judge.counters.calls - sum(calls.values())
     return {
         "judge_model": judge.identity["model"],
         "judge_endpoint": judge.identity["base_url"],
-        "llm": {**judge.report(), "transport_retries": retries, "calls_by_pass": calls, "permutations": permuted},
+        "llm": {**judge.report(), "transport_retries": getattr(client, "retries", None), "calls_by_pass": calls,
+                "permutations": permuted},
         "agreement_scores": {str(records[i]["id"]): s for i, s in agreement.items()},
     }
+
+
+def _permuted(judge: LLMJudge, items: list[JudgeItem], pool: list[Any], todo: list[int],
+              verdicts: list[Verdict | None]) -> dict[str, Any] | None:
+    """Permuted re-judging (``permutations`` > 1): each re-judged item's scores over the orders."""
+    config = judge.config
+    if config.permutations <= 1:
+        return None
+    before = judge.counters.calls
+    scores, picked = judge.permuted_scores(items, pool, desc="permuted re-judging")
+    for j, others in scores.items():
+        _add_orders(verdicts[todo[j]], others, config.vote)
+    return {"orders": config.permutations, "sample": config.permutation_sample, "vote": config.vote,
+            **picked, "calls": judge.counters.calls - before}
+
+
+def _agreement_sample(judge: LLMJudge, records: Sequence[Mapping[str, Any]], todo: list[int],
+                      verdicts: list[Verdict | None]) -> dict[int, float | None]:
+    """``agreement_sample`` items (stratified by category) judged again one per call."""
+    n = judge.config.agreement_sample
+    if n <= 0:
+        return {}
+    judged = [i for i in todo if verdicts[i] is not None and verdicts[i].status == "ok"]
+    sample = _stratified(judged, records, n, judge.config.seed)
+    singles = judge.judge([_to_item(records[i]) for i in sample], "single", desc="agreement (single)")
+    return {i: v.score for i, v in zip(sample, singles, strict=True)}
 
 
 def _add_orders(verdict: Verdict | None, others: list[float | None], vote: bool) -> None:

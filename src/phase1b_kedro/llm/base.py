@@ -1,4 +1,4 @@
-"""The client interface every backend implements, and the factory that picks one."""
+"""The client interface every backend implements (backends register in :mod:`.registry`)."""
 
 from __future__ import annotations
 
@@ -26,15 +26,19 @@ class GenerationConfig:
     response_format: Mapping[str, Any] | None = None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], group: str = "generation") -> GenerationConfig:
-        """Pick the decoding keys out of a parameter group (``stop`` may be one string)."""
+    def from_params(cls, params: Mapping[str, Any] | None, group: str = "generation.decoding") -> GenerationConfig:
+        """Build from a decoding parameter group (``stop`` may be one string).
+
+        Raises:
+            ValueError: For a key this class does not know (named with ``group``).
+            ParameterError: For a ``stop`` that is not a string or a list of strings.
+        """
+        from phase1b_kedro.configs import load_config
         from phase1b_kedro.params import string_list
 
-        names = {"max_new_tokens", "temperature", "top_p", "seed", "max_input_tokens"}
-        kwargs = {k: params[k] for k in names if params.get(k) is not None}
-        if params.get("stop"):
-            kwargs["stop"] = string_list(params["stop"], f"{group}.stop")
-        return cls(**kwargs)
+        params = dict(params or {})
+        stop = params.pop("stop", None)
+        return load_config(cls, params, group, stop=string_list(stop, f"{group}.stop") if stop else ())
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for stats and cache keys)."""
@@ -86,26 +90,3 @@ class LLMClient(Protocol):
     def describe(self) -> dict[str, Any]:
         """Model, backend, endpoint, device: everything that identifies the answers' source."""
         ...
-
-
-def make_client(params: Mapping[str, Any]) -> LLMClient:
-    """Build the client a parameter group asks for.
-
-    Args:
-        params: Keys ``backend`` (``transformers`` | ``openai_compatible``), ``model`` and the
-            backend's own options (``device``, ``dtype``, ``batch_size``, ``base_url``,
-            ``concurrency``, ``max_retries``, ``timeout_s``, ``api_key_env``).
-
-    Returns:
-        The client.
-    """
-    backend = params.get("backend", "transformers")
-    if backend == "transformers":
-        from phase1b_kedro.llm.transformers_backend import TransformersClient
-
-        return TransformersClient.from_params(params)
-    if backend == "openai_compatible":
-        from phase1b_kedro.llm.openai_backend import OpenAICompatibleClient
-
-        return OpenAICompatibleClient.from_params(params)
-    raise ValueError(f"unknown LLM backend {backend!r}: use transformers or openai_compatible")

@@ -12,17 +12,17 @@ provider.
 
 Retries (tenacity): 429, 5xx, timeouts, connection errors and empty bodies, exponential
 backoff with jitter, honouring ``Retry-After`` when the server sends it. The token comes from
-the environment variable named by ``api_key_env`` (default ``HF_TOKEN``) and is never logged.
+the catalog entry's ``credentials`` (Kedro's credentials mechanism) and is never logged.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages, ResultCallback
+from phase1b_kedro.llm.registry import register_backend
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +119,25 @@ class _WaitRetryAfter:
         return min(asked, self._max) if asked is not None else self._fallback(state)
 
 
+@register_backend("openai_compatible")
 class OpenAICompatibleClient:
     """Chat completions against a remote or local OpenAI-compatible server."""
 
     backend = "openai_compatible"
 
+    @dataclass(frozen=True)
+    class Options:
+        """Catalog ``options`` of an ``openai_compatible`` model (see ``__init__`` for each)."""
+
+        base_url: str | None = None
+        concurrency: int = 4
+        max_retries: int = 4
+        timeout_s: float = 120.0
+        max_wait_s: float = 30.0
+        transport: str = "pool"
+
     def __init__(self, model: str, base_url: str | None = None, concurrency: int = 4, max_retries: int = 4,
-                 timeout_s: float = 120.0, api_key_env: str = "HF_TOKEN", max_wait_s: float = 30.0,
+                 timeout_s: float = 120.0, api_key: str | None = None, max_wait_s: float = 30.0,
                  transport: str = "pool") -> None:
         """Args:
         model: Model id (sent as ``model``; for Hugging Face Inference, the hub id).
@@ -132,7 +145,7 @@ class OpenAICompatibleClient:
         concurrency: Requests in flight at most.
         max_retries: Extra attempts per request after the first.
         timeout_s: Per-request timeout.
-        api_key_env: Environment variable holding the token (read, never logged).
+        api_key: The token (from the catalog's credentials; never logged), or ``None``.
         max_wait_s: Cap on one wait between attempts.
         transport: ``pool`` (urllib3, for a ``base_url``) or ``huggingface_hub``
             (``InferenceClient``; always used for Hugging Face Inference).
@@ -141,7 +154,7 @@ class OpenAICompatibleClient:
             raise ValueError(f"transport must be pool or huggingface_hub, not {transport!r}")
         self.name, self.base_url = model, base_url
         self.concurrency, self.max_retries = max(1, int(concurrency)), int(max_retries)
-        token = os.environ.get(api_key_env) or None
+        token = api_key or None
         self._transport: _PooledTransport | None = None
         self._client: Any = None
         if base_url and transport == "pool":
@@ -162,12 +175,11 @@ class OpenAICompatibleClient:
         self._count_lock = threading.Lock()
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> OpenAICompatibleClient:
-        """Build from a parameter group."""
-        return cls(params["model"], params.get("base_url"), params.get("concurrency", 4),
-                   params.get("max_retries", 4), params.get("timeout_s", 120.0),
-                   params.get("api_key_env", "HF_TOKEN"), params.get("max_wait_s", 30.0),
-                   params.get("transport") or "pool")
+    def create(cls, model: str, options: OpenAICompatibleClient.Options,
+               api_key: str | None = None) -> OpenAICompatibleClient:
+        """Build from catalog settings."""
+        return cls(model, options.base_url, options.concurrency, options.max_retries, options.timeout_s,
+                   api_key, options.max_wait_s, options.transport)
 
     def describe(self) -> dict[str, Any]:
         """Model, backend and endpoint (never the token)."""

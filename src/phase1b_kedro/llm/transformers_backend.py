@@ -13,12 +13,14 @@ import importlib.util
 import logging
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from phase1b_kedro.llm import static_batch
 from phase1b_kedro.llm.base import ChatResult, GenerationConfig, Messages, ResultCallback
+from phase1b_kedro.llm.registry import register_backend
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,22 @@ def resolve_model(model: str, model_dir: str | Path) -> str:
     return model
 
 
+@register_backend("transformers")
 class TransformersClient:
     """Batched local generation with a transformers causal LM."""
 
     backend = "transformers"
+
+    @dataclass(frozen=True)
+    class Options:
+        """Catalog ``options`` of a ``transformers`` model (see ``__init__`` for each)."""
+
+        model_dir: str = "data/06_models"
+        device: str = "auto"
+        dtype: str = "auto"
+        #: Prompts decoded together in one forward pass.
+        batch_size: int = 16
+        max_padding: float = 1.0
 
     def __init__(self, model: str, model_dir: str | Path = "data/06_models", device: str = "auto",
                  dtype: str = "auto", batch_size: int = 16, max_padding: float = 1.0) -> None:
@@ -97,11 +111,9 @@ class TransformersClient:
         self.device = self.dtype = None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TransformersClient:
-        """Build from a parameter group (``model``, ``model_dir``, ``device``, ``dtype``, ``batch_size``)."""
-        return cls(params.get("model", BUNDLED_SMOLLM2), params.get("model_dir", "data/06_models"),
-                   params.get("device", "auto"), params.get("dtype", "auto"), params.get("batch_size", 16),
-                   params.get("max_padding", 1.0))
+    def create(cls, model: str, options: TransformersClient.Options, api_key: str | None = None) -> TransformersClient:
+        """Build from catalog settings (``api_key`` is unused: the model is local)."""
+        return cls(model, options.model_dir, options.device, options.dtype, options.batch_size, options.max_padding)
 
     def load(self) -> None:
         """Load tokenizer and model (idempotent)."""

@@ -12,13 +12,17 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from phase1b_kedro.checkpoint import JSONLCheckpoint, stable_key
-from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient, make_client
-from phase1b_kedro.params import fraction
+from phase1b_kedro.checkpoint import CheckpointStore, JSONLCheckpoint
+from phase1b_kedro.configs import load_config
+from phase1b_kedro.keys import stable_key
+from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient
+from phase1b_kedro.params import ParameterError, fraction
 from phase1b_kedro.records import content_hash
 from phase1b_kedro.resources import peak_rss_mib
 
@@ -29,16 +33,41 @@ class GenerationError(RuntimeError):
     """The generation stage cannot produce outputs worth judging; the message says why."""
 
 
-def _start_client(params: dict[str, Any], client: LLMClient | None, load: bool) -> LLMClient:
-    """Build the client and, with ``load``, load it where the backend has a ``load`` step
-    (local models): failing here fails the run."""
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The ``generation`` parameter group (the model itself is the ``generation_model`` dataset)."""
+
+    #: Decoding: :class:`~phase1b_kedro.llm.base.GenerationConfig`'s keys.
+    decoding: Mapping[str, Any] = field(default_factory=dict)
+    #: Records answered between two checkpoint writes.
+    checkpoint_every: int = 64
+    #: Above this share of errored records, a warning in the log and in ``generation_stats``.
+    max_error_rate: float = 0.05
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> GenerationSettings:
+        """Build and check the group.
+
+        Raises:
+            ValueError / ParameterError: For an unknown key or a value the stage cannot use.
+        """
+        settings = load_config(cls, params, "generation")
+        fraction({"max_error_rate": settings.max_error_rate}, "max_error_rate", "generation", 0.05)
+        if int(settings.checkpoint_every) < 1:
+            raise ParameterError(f"generation.checkpoint_every must be at least 1, got {settings.checkpoint_every!r}")
+        return settings
+
+
+def _start_client(client: LLMClient) -> LLMClient:
+    """Load the client where the backend has a ``load`` step (local weights): failing here
+    fails the run, naming the backend and model."""
     try:
-        client = client or make_client(params)
-        if load and callable(getattr(client, "load", None)):
+        if callable(getattr(client, "load", None)):
             client.load()
     except Exception as exc:
-        raise GenerationError(f"the generation backend could not start ({params.get('backend', 'transformers')}, "
-                              f"model {params.get('model')!r}): {type(exc).__name__}: {exc}") from exc
+        described = client.describe()
+        raise GenerationError(f"the generation backend could not start ({described.get('backend')}, "
+                              f"model {described.get('model')!r}): {type(exc).__name__}: {exc}") from exc
     return client
 
 
@@ -74,14 +103,15 @@ def _generation_record(client_info: dict[str, Any], res: ChatResult) -> dict[str
     }
 
 
-def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
-                     client: LLMClient | None = None) -> tuple[list[dict], dict]:
-    """Answer every test record once, checkpointing each batch so a killed run resumes.
+def generate_outputs(test_dataset: list[dict], generation_model: LLMClient, generation_checkpoint: CheckpointStore,
+                     params: Mapping[str, Any]) -> tuple[list[dict], dict]:
+    """Answer every test record once, checkpointing as it goes so a killed run resumes.
 
     Args:
         test_dataset: Records from the sampling stage.
-        params: The ``generation`` parameter group.
-        client: An already-built client (tests); by default built from ``params``.
+        generation_model: The model under test (catalog dataset ``generation_model``).
+        generation_checkpoint: Where finished answers are appended (``generation_checkpoint``).
+        params: The ``generation`` parameter group (:class:`GenerationSettings`).
 
     Returns:
         ``model_outputs`` (every input record plus ``output`` and ``generation``, in input
@@ -92,80 +122,98 @@ def generate_outputs(test_dataset: list[dict], params: dict[str, Any],
             record failed (the message gives the reason).
         ParameterError: For a parameter the stage cannot use (named in the message).
     """
-    config = GenerationConfig.from_params(params)
-    max_error_rate = fraction(params, "max_error_rate", "generation", 0.05)
+    settings = GenerationSettings.from_params(params)
+    config = GenerationConfig.from_params(settings.decoding)
     if not test_dataset:
         raise GenerationError("test_dataset is empty: nothing to generate (run `kedro run --pipeline sampling` first, "
                               "and see its test_dataset_stats)")
-    # Each prompt's hash: a checkpoint entry is reused only for an unchanged conversation that
-    # was answered; errors are tried again.
-    prompt_key = {r["id"]: content_hash(r["messages"], "") for r in test_dataset}
-    client = _start_client(params, client, load=False)
-    identity = {k: v for k, v in client.describe().items() if k in ("model", "backend", "base_url")}
-    checkpoint = JSONLCheckpoint(params.get("checkpoint_dir", "data/07_model_output/generation_checkpoints"),
-                                 stable_key(identity, config.as_dict()))
+    checkpoint = generation_checkpoint.for_key(stable_key(_identity(generation_model), config.as_dict()))
     done = checkpoint.load()
-    pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != prompt_key[r["id"]]
-               or done[r["id"]]["generation"]["status"] != "ok"]
+    pending = _pending(test_dataset, done)
     if pending:
-        client = _start_client(params, client, load=True)
+        _start_client(generation_model)
+    t0 = time.perf_counter()
+    _answer(pending, generation_model, config, checkpoint, done, settings.checkpoint_every)
+    wall = time.perf_counter() - t0
+    outputs = [{**r, "output": done[r["id"]]["output"], "generation": done[r["id"]]["generation"]}
+               for r in test_dataset]
+    _check_systemic(outputs)
+    return outputs, _stats(outputs, pending, done, wall, generation_model.describe(), config, settings, checkpoint)
+
+
+def _identity(client: LLMClient) -> dict[str, Any]:
+    """What identifies the answers' source in the checkpoint key: model, backend, endpoint."""
+    return {k: v for k, v in client.describe().items() if k in ("model", "backend", "base_url")}
+
+
+def _prompt_key(record: Mapping[str, Any]) -> str:
+    """A checkpoint entry is reused only for an unchanged conversation."""
+    return content_hash(record["messages"], "")
+
+
+def _pending(test_dataset: list[dict], done: Mapping[str, dict]) -> list[dict]:
+    """Records without a successful checkpointed answer to this very prompt, longest first
+    (batches of similar length waste less padding); errors are tried again."""
+    pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != _prompt_key(r)
+               or done[r["id"]]["generation"]["status"] != "ok"]
     resumed = len(test_dataset) - len(pending)
     if resumed:
-        logger.info("resuming: %d of %d records already generated (%s)", resumed, len(test_dataset), checkpoint.path)
-    # Length-sorted chunks: batches of similar length waste less padding.
-    pending.sort(key=lambda r: -sum(len(m["content"]) for m in r["messages"]))
-    chunk = max(1, int(params.get("batch_size", 16))) * max(1, int(params.get("checkpoint_every_batches", 1)))
-    t0 = time.perf_counter()
-    info: dict[str, Any] = identity
+        logger.info("resuming: %d of %d records already generated", resumed, len(test_dataset))
+    return sorted(pending, key=lambda r: -sum(len(m["content"]) for m in r["messages"]))
+
+
+def _answer(pending: list[dict], client: LLMClient, config: GenerationConfig, checkpoint: JSONLCheckpoint,
+            done: dict[str, dict], chunk: int) -> None:
+    """Generate ``pending`` in chunks of ``chunk`` records, appending each chunk to the
+    checkpoint and to ``done`` as it finishes."""
     with tqdm(total=len(pending), desc="generation", unit="prompt", disable=not pending) as bar:
         for start in range(0, len(pending), chunk):
             part = pending[start:start + chunk]
             results = client.generate([r["messages"] for r in part], config, progress=bar)
             info = client.describe()
-            entries = [{"id": r["id"], "key": prompt_key[r["id"]], "output": res.text,
+            entries = [{"id": r["id"], "key": _prompt_key(r), "output": res.text,
                         "generation": _generation_record(info, res)} for r, res in zip(part, results, strict=True)]
             checkpoint.append(entries)
             done.update({e["id"]: e for e in entries})
             logger.info("generation: %d/%d done", min(start + chunk, len(pending)), len(pending))
-    wall = time.perf_counter() - t0
 
-    outputs = [{**r, "output": done[r["id"]]["output"], "generation": done[r["id"]]["generation"]}
-               for r in test_dataset]
-    _check_systemic(outputs)
+
+def _error_warnings(errored: list[dict], n: int, max_error_rate: float) -> list[str]:
+    """A warning (also logged) when the share of errored records exceeds ``max_error_rate``."""
+    if not n or len(errored) / n <= max_error_rate:
+        return []
+    reasons = Counter(failure_reason(g.get("error")) for g in errored).most_common(3)
+    top = "; ".join(f"{k} x {r}" for r, k in reasons)
+    warning = (f"{len(errored)} of {n} records failed ({len(errored) / n:.1%} > max_error_rate "
+               f"{max_error_rate:.0%}): {top}")
+    logger.warning("generation: %s", warning)
+    return [warning]
+
+
+def _stats(outputs: list[dict], pending: list[dict], done: Mapping[str, dict], wall: float,
+           info: Mapping[str, Any], config: GenerationConfig, settings: GenerationSettings,
+           checkpoint: JSONLCheckpoint) -> dict[str, Any]:
+    """``generation_stats``: counts that reconcile, errors by reason, throughput, model, memory."""
     errored = [o["generation"] for o in outputs if o["generation"]["status"] != "ok"]
-    error_rate = len(errored) / len(outputs)
-    warnings = []
-    if error_rate > max_error_rate:
-        reasons = Counter(failure_reason(g.get("error")) for g in errored).most_common(3)
-        top = "; ".join(f"{n} x {r}" for r, n in reasons)
-        warnings.append(f"{len(errored)} of {len(outputs)} records failed ({error_rate:.1%} > max_error_rate "
-                        f"{max_error_rate:.0%}): {top}")
-        logger.warning("generation: %s", warnings[-1])
-    generated_now = [done[r["id"]]["generation"] for r in pending]
-    tokens_out_now = sum(g["tokens_out"] for g in generated_now)
-    stats = {
-        "records_in": len(test_dataset),
+    tokens_out_now = sum(done[r["id"]]["generation"]["tokens_out"] for r in pending)
+    return {
+        "records_in": len(outputs),
         "records_out": len(outputs),
         "errored": len(errored),
-        "error_rate": round(error_rate, 4),
+        "error_rate": round(len(errored) / len(outputs), 4),
         "errors_by_reason": dict(Counter(failure_reason(g.get("error")) for g in errored).most_common()),
-        "max_error_rate": max_error_rate,
-        "warnings": warnings,
+        "max_error_rate": settings.max_error_rate,
+        "warnings": _error_warnings(errored, len(outputs), settings.max_error_rate),
         "truncated": sum(bool(o["generation"]["truncated"]) for o in outputs),
         "finish_reasons": dict(sorted(Counter(o["generation"]["finish_reason"] for o in outputs).items())),
-        "resumed_from_checkpoint": resumed,
+        "resumed_from_checkpoint": len(outputs) - len(pending),
         "generated_this_run": len(pending),
         "wall_s": round(wall, 2),
         "examples_per_s": round(len(pending) / wall, 3) if pending and wall else None,
         "output_tokens_per_s": round(tokens_out_now / wall, 2) if pending and wall else None,
         "tokens_out_total": sum(o["generation"]["tokens_out"] for o in outputs),
-        "model": info.get("model"),
-        "backend": info.get("backend"),
-        "device": info.get("device"),
-        "dtype": info.get("dtype"),
+        **{k: info.get(k) for k in ("model", "backend", "device", "dtype")},
         "peak_memory_mib": round(peak_rss_mib(), 1),
-        "parameters": {**config.as_dict(), "batch_size": params.get("batch_size")},
+        "parameters": {**config.as_dict(), "checkpoint_every": settings.checkpoint_every},
         "checkpoint": str(checkpoint.path),
     }
-    return outputs, stats
-

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=generate_outputs,
-                inputs=["test_dataset", "params:generation"],
+                inputs=["test_dataset", "generation_model", "generation_checkpoint", "params:generation"],
                 outputs=["model_outputs", "generation_stats"],
                 name="generate_outputs_node",
             ),

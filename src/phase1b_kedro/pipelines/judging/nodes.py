@@ -6,6 +6,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
+from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.judging.audit import permutation_summary, position_length_audit
 from phase1b_kedro.judging.modes import failure_mode
 from phase1b_kedro.judging.strategies import score_records
@@ -14,20 +15,22 @@ from phase1b_kedro.records import CATEGORIES
 from phase1b_kedro.stats import wilson_interval
 
 
-def score_outputs(model_outputs: list[dict], params: dict[str, Any],
-                  client: LLMClient | None = None) -> tuple[list[dict], dict]:
+def score_outputs(model_outputs: list[dict], judge_model: LLMClient, judge_cache: VerdictCache,
+                  params: dict[str, Any]) -> tuple[list[dict], dict]:
     """Score every model output with the configured strategy; no threshold is applied here.
 
     Args:
         model_outputs: Records from the generation stage.
-        params: The ``judging`` parameter group.
-        client: A judge client to use instead of building one from ``params`` (tests).
+        judge_model: The LLM judge (catalog ``judge_model``; built only if an LLM judges).
+        judge_cache: Valid LLM verdicts kept across runs (catalog ``judge_cache``); closed here.
+        params: The ``judging`` parameter group (:class:`~phase1b_kedro.judging.strategies.JudgingSettings`).
 
     Returns:
         ``judge_scores`` (every input record plus ``score`` and ``judge``, in input order)
         and ``judge_run_stats`` (calls, cache hits, canaries, agreement scores, wall time).
     """
-    verdicts, stats = score_records(model_outputs, params, client)
+    with judge_cache:
+        verdicts, stats = score_records(model_outputs, params, judge_model, judge_cache)
     agreement = stats.pop("agreement_scores", {}) or {}
     scores = []
     for record, verdict in zip(model_outputs, verdicts, strict=True):

@@ -36,7 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=score_outputs,
-                inputs=["model_outputs", "params:judging"],
+                inputs=["model_outputs", "judge_model", "judge_cache", "params:judging"],
                 outputs=["judge_scores", "judge_run_stats"],
                 name="score_outputs_node",
             ),

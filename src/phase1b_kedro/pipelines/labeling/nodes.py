@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from phase1b_kedro.cache import ResponseCache
 from phase1b_kedro.clustering import UNCLUSTERED, failure_text
-from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.labeling import (
+    LabelingSettings,
+    PlanSettings,
     contamination_check,
     ctfidf_keywords,
     fix_hint,
@@ -17,7 +19,7 @@ from phase1b_kedro.labeling import (
     plan_counts,
     teacher_instruction,
 )
-from phase1b_kedro.llm import LLMClient, make_client
+from phase1b_kedro.llm import LLMClient
 
 logger = logging.getLogger(__name__)
 
@@ -27,64 +29,76 @@ def _example(record: dict[str, Any]) -> dict[str, Any]:
             "judge_rationale": (record.get("judge") or {}).get("rationale")}
 
 
-def label_patterns(failures: list[dict], clusters: dict[str, Any], params: dict[str, Any],
-                   pattern_rates: dict[str, Any] | None = None, client: LLMClient | None = None) -> dict[str, Any]:
+def label_patterns(failures: list[dict], clusters: dict[str, Any], judge_model: LLMClient,
+                   label_cache: ResponseCache, params: dict[str, Any],
+                   pattern_rates: dict[str, Any] | None = None) -> dict[str, Any]:
     """Name every cluster (and the unclustered group): keywords, label, description, examples.
 
     Args:
         failures: Failed records.
         clusters: Output of the clustering stage.
-        params: The ``labeling`` parameter group.
+        judge_model: The model that writes labels when ``labeling.llm.enabled`` (never
+            called otherwise).
+        label_cache: Labels already written, by request (catalog ``label_cache``); closed here.
+        params: The ``labeling`` parameter group (:class:`~phase1b_kedro.labeling.LabelingSettings`).
         pattern_rates: Failure rate, interval and lift per cluster (clustering stage).
-        client: A labeling client to use instead of building one (tests).
 
     Returns:
         ``patterns``: one entry per group, ranked by the failures their lift explains
         (``excess_failures``; by size without rates), ``unclustered`` last, and counters.
     """
+    settings = LabelingSettings.from_params(params)
     by_id = {str(r["id"]): r for r in failures}
-    groups = list(clusters["clusters"])
-    if clusters["unclustered"]["size"]:
-        groups.append(clusters["unclustered"])
-    fields = params.get("keyword_fields", ["prompt"])
-    docs = {g["cluster_id"]: [failure_text(by_id[i], fields) for i in g["member_ids"]] for g in groups}
-    keywords = ctfidf_keywords(docs, int(params.get("keywords_top_k", 8)), tuple(params.get("ngram_range", (1, 2))))
-    n_examples = int(params.get("examples_per_pattern", 4))
-    examples = {g["cluster_id"]: [_example(by_id[i]) for i in g["representative_ids"][:n_examples]] for g in groups}
+    groups = list(clusters["clusters"]) + ([clusters["unclustered"]] if clusters["unclustered"]["size"] else [])
+    docs = {g["cluster_id"]: [failure_text(by_id[i], settings.keywords.fields) for i in g["member_ids"]]
+            for g in groups}
+    keywords = ctfidf_keywords(docs, settings.keywords.top_k, settings.keywords.ngram_range)
+    examples = {g["cluster_id"]: [_example(by_id[i]) for i in g["representative_ids"][:settings.examples_per_pattern]]
+                for g in groups}
     labels = {g["cluster_id"]: offline_label(g, keywords[g["cluster_id"]],
                                              (examples[g["cluster_id"]] or [{}])[0].get("prompt") or "")
               for g in groups}
-    counters: dict[str, Any] = {"mode": "offline"}
-    named = [g for g in groups if g["cluster_id"] != UNCLUSTERED]
-    if params.get("llm") and named:
-        client = client or make_client(params)
-        with VerdictCache(params.get("cache_path")) as cache:
-            written, counters = llm_labels([(g, keywords[g["cluster_id"]], examples[g["cluster_id"]]) for g in named],
-                                           client, params, cache)
-        counters["mode"] = "llm"
-        counters["model"] = client.describe().get("model")
-        labels.update({g["cluster_id"]: lab for g, lab in zip(named, written, strict=True)})
-    patterns = []
-    for n, g in enumerate(groups, 1):
-        cid = g["cluster_id"]
-        label = labels[cid]
-        if cid == UNCLUSTERED:
-            label = {**label, "label": "Unclustered failures", "source": "fixed"}
-        patterns.append({
-            "pattern_id": f"P{n:02d}" if cid != UNCLUSTERED else UNCLUSTERED,
-            "cluster_id": cid,
-            "label": label["label"],
-            "description": label["description"],
-            "what_model_gets_wrong": label["what_model_gets_wrong"],
-            "label_source": label["source"],
-            **({"fallback_reason": label["fallback_reason"]} if "fallback_reason" in label else {}),
-            "keywords": keywords[cid],
-            "size": g["size"], "coverage": g["coverage"], "categories": g["categories"],
-            "failure_modes": g.get("failure_modes", {}), "fix": fix_hint(g.get("failure_modes", {})),
-            "mean_score": g["mean_score"], "member_ids": g["member_ids"], "examples": examples[cid],
-        })
-    return {"n_failures": clusters["n_failures"], "n_patterns": len(named),
+    with label_cache:
+        counters = _model_labels(groups, keywords, examples, labels, judge_model, label_cache, settings)
+    patterns = [_pattern_entry(n, g, labels[g["cluster_id"]], keywords[g["cluster_id"]], examples[g["cluster_id"]])
+                for n, g in enumerate(groups, 1)]
+    return {"n_failures": clusters["n_failures"], "n_patterns": sum(g["cluster_id"] != UNCLUSTERED for g in groups),
             "patterns": _ranked(patterns, (pattern_rates or {}).get("patterns", {})), "labeling": counters}
+
+
+def _model_labels(groups: list[dict[str, Any]], keywords: dict[str, list[str]], examples: dict[str, list[dict]],
+                  labels: dict[str, dict[str, str]], client: LLMClient, cache: ResponseCache,
+                  settings: LabelingSettings) -> dict[str, Any]:
+    """With ``labeling.llm.enabled``, replace the named clusters' offline labels (in ``labels``)
+    by the model's; return the counters."""
+    named = [g for g in groups if g["cluster_id"] != UNCLUSTERED]
+    if not (settings.llm.enabled and named):
+        return {"mode": "offline"}
+    written, counters = llm_labels([(g, keywords[g["cluster_id"]], examples[g["cluster_id"]]) for g in named],
+                                   client, settings.llm, cache)
+    labels.update({g["cluster_id"]: lab for g, lab in zip(named, written, strict=True)})
+    return {**counters, "mode": "llm", "model": client.describe().get("model")}
+
+
+def _pattern_entry(n: int, group: dict[str, Any], label: dict[str, str], keywords: list[str],
+                   examples: list[dict]) -> dict[str, Any]:
+    """One pattern of ``patterns``: its label, keywords, size, categories, modes and examples."""
+    cid = group["cluster_id"]
+    if cid == UNCLUSTERED:
+        label = {**label, "label": "Unclustered failures", "source": "fixed"}
+    return {
+        "pattern_id": f"P{n:02d}" if cid != UNCLUSTERED else UNCLUSTERED,
+        "cluster_id": cid,
+        "label": label["label"],
+        "description": label["description"],
+        "what_model_gets_wrong": label["what_model_gets_wrong"],
+        "label_source": label["source"],
+        **({"fallback_reason": label["fallback_reason"]} if "fallback_reason" in label else {}),
+        "keywords": keywords,
+        "size": group["size"], "coverage": group["coverage"], "categories": group["categories"],
+        "failure_modes": group.get("failure_modes", {}), "fix": fix_hint(group.get("failure_modes", {})),
+        "mean_score": group["mean_score"], "member_ids": group["member_ids"], "examples": examples,
+    }
 
 
 def _ranked(patterns: list[dict[str, Any]], rates: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,53 +122,53 @@ def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params:
     Args:
         patterns: Output of :func:`label_patterns`.
         failures: Failed records (seed examples come from here).
-        params: The ``labeling`` group; ``plan.total_examples``, ``plan.min_per_pattern``,
-            ``plan.include_unclustered``, ``plan.seed_examples`` (3-5), ``plan.heldout_share``
-            (of each pattern's failures and of the passes assigned to it),
-            ``plan.contamination_threshold`` (cosine).
+        params: The ``labeling`` group (``plan``: :class:`~phase1b_kedro.labeling.PlanSettings`).
         judged_results: Every judged record (the held-out passes come from here).
         pattern_rates: Passing records assigned to each pattern (clustering stage).
 
     Returns:
         ``data_generation_plan`` (per-pattern counts summing to the budget, the entries, the
         contamination check) and ``pattern_eval_set`` (held-out records with their pattern).
+
+    Raises:
+        ValueError: If the counts do not add up to the budget.
     """
-    plan = params.get("plan") or {}
-    budget = int(plan.get("total_examples", 1000))
-    include = [p for p in patterns["patterns"]
-               if p["pattern_id"] != UNCLUSTERED or plan.get("include_unclustered", True)]
-    counts = plan_counts({p["pattern_id"]: p["size"] for p in include}, budget, int(plan.get("min_per_pattern", 20)))
-    n_seeds = max(3, min(5, int(plan.get("seed_examples", 4))))
+    settings = LabelingSettings.from_params(params)
+    plan = settings.plan
+    include = [p for p in patterns["patterns"] if p["pattern_id"] != UNCLUSTERED or plan.include_unclustered]
+    counts = plan_counts({p["pattern_id"]: p["size"] for p in include}, plan.total_examples, plan.min_per_pattern)
     by_id = {str(r["id"]): r for r in [*(judged_results or []), *failures]}
-    rates = (pattern_rates or {}).get("patterns", {})
-    heldout = heldout_split(patterns["patterns"], rates, float(plan.get("heldout_share", 0.25)), int(plan.get("seed", 42)))
-    entries = []
-    for p in include:
-        held = set(heldout.get(p["pattern_id"], []))
-        usable = [i for i in [*(e["id"] for e in p["examples"]), *p["member_ids"]] if i not in held]
-        seeds = [_example(by_id[i]) for i in dict.fromkeys(usable)][:n_seeds]
-        count = counts[p["pattern_id"]]
-        entries.append({
-            "pattern_id": p["pattern_id"], "label": p["label"], "description": p["description"],
-            "what_model_gets_wrong": p["what_model_gets_wrong"], "failures": p["size"], "share": p["coverage"],
-            "categories": p["categories"], "failure_modes": p.get("failure_modes", {}), "fix": p.get("fix"),
-            **{k: p.get(k) for k in ("failure_rate", "failure_rate_ci95", "passes", "base_rate", "lift",
-                                     "excess_failures")},
-            "keywords": p["keywords"], "examples_to_generate": count, "heldout_ids": sorted(held),
-            "seed_examples": [{k: s[k] for k in ("id", "prompt", "reference", "output")} for s in seeds],
-            "teacher_instruction": teacher_instruction(p, count, seeds),
-        })
+    heldout = heldout_split(patterns["patterns"], (pattern_rates or {}).get("patterns", {}), plan.heldout_share,
+                            plan.seed)
+    entries = [_plan_entry(p, counts[p["pattern_id"]], set(heldout.get(p["pattern_id"], [])), by_id, plan)
+               for p in include]
     allocated = sum(e["examples_to_generate"] for e in entries)
-    if entries and allocated != budget:
-        raise ValueError(f"plan allocates {allocated} examples, budget is {budget}")
+    if entries and allocated != plan.total_examples:
+        raise ValueError(f"plan allocates {allocated} examples, budget is {plan.total_examples}")
     eval_set = [{**{k: by_id[i].get(k) for k in ("id", "category", "messages", "prompt", "reference", "source", "meta")},
                  "pattern_id": pid, "failed_in_this_run": by_id[i].get("passed") is False}
                 for pid, ids in heldout.items() for i in ids if i in by_id]
-    check = contamination_check(entries, eval_set, float(plan.get("contamination_threshold", 0.9)),
-                                params.get("embedding_model"))
-    return ({"total_examples": budget, "allocated": allocated, "min_per_pattern": int(plan.get("min_per_pattern", 20)),
+    check = contamination_check(entries, eval_set, plan.contamination_threshold, settings.embedding_model)
+    return ({"total_examples": plan.total_examples, "allocated": allocated, "min_per_pattern": plan.min_per_pattern,
              "n_failures": patterns["n_failures"], "heldout_records": len(eval_set), "contamination_check": check,
              "patterns": entries}, eval_set)
+
+
+def _plan_entry(p: dict[str, Any], count: int, held: set[str], by_id: dict[str, dict],
+                plan: PlanSettings) -> dict[str, Any]:
+    """One pattern's plan: counts, rates, seeds (never held-out records) and the teacher instruction."""
+    usable = [i for i in [*(e["id"] for e in p["examples"]), *p["member_ids"]] if i not in held]
+    seeds = [_example(by_id[i]) for i in dict.fromkeys(usable)][:max(3, min(5, plan.seed_examples))]
+    return {
+        "pattern_id": p["pattern_id"], "label": p["label"], "description": p["description"],
+        "what_model_gets_wrong": p["what_model_gets_wrong"], "failures": p["size"], "share": p["coverage"],
+        "categories": p["categories"], "failure_modes": p.get("failure_modes", {}), "fix": p.get("fix"),
+        **{k: p.get(k) for k in ("failure_rate", "failure_rate_ci95", "passes", "base_rate", "lift",
+                                 "excess_failures")},
+        "keywords": p["keywords"], "examples_to_generate": count, "heldout_ids": sorted(held),
+        "seed_examples": [{k: s[k] for k in ("id", "prompt", "reference", "output")} for s in seeds],
+        "teacher_instruction": teacher_instruction(p, count, seeds),
+    }
 
 
 def render_plan_markdown(data_generation_plan: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Create the labeling pipeline."""
     return Pipeline(
         [
-            Node(func=label_patterns, inputs=["failures", "clusters", "params:labeling", "pattern_rates"],
+            Node(func=label_patterns, inputs=["failures", "clusters", "judge_model", "label_cache", "params:labeling", "pattern_rates"],
                  outputs="patterns", name="label_patterns_node"),
             Node(func=plan_data_generation,
                  inputs=["patterns", "failures", "params:labeling", "judged_results", "pattern_rates"],

@@ -46,7 +46,7 @@ def _pct(value: float | None) -> str:
 def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, patterns: dict,
                  data_generation_plan: dict, failure_rate_chart: go.Figure, score_distribution_chart: go.Figure,
                  verdict_sources_chart: go.Figure, cluster_map_chart: go.Figure, pattern_sizes_chart: go.Figure,
-                 run_comparison: dict[str, Any], run_comparison_chart: go.Figure, params: dict[str, Any]) -> str:
+                 run_comparison: dict[str, Any], run_comparison_chart: go.Figure, run_info: dict[str, Any]) -> str:
     """One HTML file that opens with no server and no internet (plotly's JS inlined).
 
     Args:
@@ -62,7 +62,8 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
         pattern_sizes_chart: Chart.
         run_comparison: Before/after comparison (a section when a baseline was given).
         run_comparison_chart: Chart.
-        params: The ``reporting`` parameter group (``env``: the environment's name).
+        run_info: ``{"env": ..., "save_version": ...}`` of this run (catalog ``run_info``,
+            filled from the run context by :class:`~phase1b_kedro.hooks.RunInfoHooks`).
 
     Returns:
         The report's HTML (every data text autoescaped by Jinja2).
@@ -76,7 +77,7 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
         "device": generation_stats.get("device"), "strategy": judge_summary.get("strategy"),
         "fallback": judge_summary.get("fallback"), "judge": judge_summary.get("judge_model"),
         "endpoint": judge_summary.get("judge_endpoint"), "threshold": f"{judge_summary['failure_threshold']:g}",
-        "env": params.get("env", "base"),
+        "env": run_info.get("env", "unknown"),
         "clustering": f"{clusters.get('algorithm')} (min cluster size {settings.get('min_cluster_size')}) on "
                       f"{', '.join(clusters.get('embedding', {}).get('text_fields', []))}; "
                       f"stability ARI {(clusters.get('stability', {}).get('all') or {}).get('ari_mean')}",

@@ -26,7 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(build_report,
                  ["judge_summary", "generation_stats", "clusters", "patterns", "data_generation_plan",
                   "failure_rate_chart", "score_distribution_chart", "verdict_sources_chart", "cluster_map_chart",
-                  "pattern_sizes_chart", "run_comparison", "run_comparison_chart", "params:reporting"],
+                  "pattern_sizes_chart", "run_comparison", "run_comparison_chart", "run_info"],
                  "report_html", name="build_report_node"),
         ]
     )
