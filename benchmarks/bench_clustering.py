@@ -27,6 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml  # noqa: E402
 
+from phase1b_kedro.cache import ResponseCache  # noqa: E402
+from phase1b_kedro.llm import LazyClient  # noqa: E402
 from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embed_failures  # noqa: E402
 from phase1b_kedro.pipelines.labeling.nodes import (  # noqa: E402
     label_patterns,
@@ -76,7 +78,7 @@ def main() -> None:
     clusters = cluster_failures_node(records, emb, cp)
     t_cluster = time.perf_counter() - t0
     t0 = time.perf_counter()
-    patterns = label_patterns(records, clusters, lp)
+    patterns = label_patterns(records, clusters, LazyClient("transformers", "unused"), ResponseCache(None), lp)
     plan = plan_data_generation(patterns, records, lp)
     render_plan_markdown(plan)
     t_label = time.perf_counter() - t0

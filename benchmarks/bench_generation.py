@@ -59,22 +59,23 @@ def one_at_a_time(client, convs: list, config: GenerationConfig) -> tuple[list[l
 
 
 def main() -> None:
-    defaults = yaml.safe_load((ROOT / "conf/base/parameters_generation.yml").read_text())["generation"]
+    defaults = yaml.safe_load((ROOT / "conf/base/parameters_generation.yml").read_text())["generation"]["decoding"]
+    model_options = yaml.safe_load((ROOT / "conf/base/catalog_02_models.yml").read_text())["generation_model"]["options"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    parser.add_argument("--batch-size", type=int, default=model_options["batch_size"])
     parser.add_argument("--max-new-tokens", type=int, default=defaults["max_new_tokens"])
     parser.add_argument("--max-input-tokens", type=int, default=512)
-    parser.add_argument("--max-padding", type=float, default=defaults.get("max_padding", 1.0))
-    parser.add_argument("--device", default=defaults.get("device", "auto"))
-    parser.add_argument("--dtype", default=defaults.get("dtype", "auto"))
+    parser.add_argument("--max-padding", type=float, default=model_options.get("max_padding", 1.0))
+    parser.add_argument("--device", default=model_options.get("device", "auto"))
+    parser.add_argument("--dtype", default=model_options.get("dtype", "auto"))
     parser.add_argument("--model", default=BUNDLED_SMOLLM2)
     parser.add_argument("--skip-breakdown", action="store_true", help="skip the prefill-only runs")
     args = parser.parse_args()
 
-    client = make_client({"backend": "transformers", "model": args.model, "batch_size": args.batch_size,
-                          "device": args.device, "dtype": args.dtype, "model_dir": str(ROOT / "data/06_models"),
-                          "max_padding": args.max_padding})
+    client = make_client("transformers", args.model, {"batch_size": args.batch_size, "device": args.device,
+                                                      "dtype": args.dtype, "model_dir": str(ROOT / "data/06_models"),
+                                                      "max_padding": args.max_padding})
     client.load()
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens)
     convs = prompts(args.n)

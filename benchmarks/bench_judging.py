@@ -41,6 +41,7 @@ import yaml  # noqa: E402
 from phase1b_kedro.judging import verifiable  # noqa: E402
 from phase1b_kedro.judging.cache import VerdictCache  # noqa: E402
 from phase1b_kedro.judging.strategies import score_records  # noqa: E402
+from phase1b_kedro.llm import LazyClient  # noqa: E402
 from tests.llama_server import llama_cpp_server  # noqa: E402
 
 
@@ -58,20 +59,24 @@ def items(n: int) -> list[dict]:
     return out
 
 
-def base_params(url: str, cache: Path, **overrides) -> dict:
+def base_params(url: str, cache: Path, strategy: str = "llm_batch", concurrency: int = 1, **protocol) -> dict:
+    """A judge set-up: the ``judging`` group (conf/base + conf/local_server, the given protocol
+    keys), the judge model's client options, and the verdict cache's path."""
     with (ROOT / "conf/base/parameters_judging.yml").open() as fh:
         params = yaml.safe_load(fh)["judging"]
     with (ROOT / "conf/local_server/parameters_judging.yml").open() as fh:
-        params.update(yaml.safe_load(fh)["judging"])
-    params.update(base_url=url, cache_path=str(cache), tokens_per_item=40, canaries=0, single_attempts=1,
-                  concurrency=1, max_wait_s=1)
-    params.update(overrides)
-    return params
+        params["protocol"].update(yaml.safe_load(fh)["judging"]["protocol"])
+    params.update(strategy=strategy, fallback=strategy)
+    params["protocol"].update(tokens_per_item=40, canaries=0, single_attempts=1, **protocol)
+    return {"params": params, "options": {"base_url": url, "concurrency": concurrency, "max_wait_s": 1},
+            "cache": str(cache)}
 
 
-def judged(records: list[dict], params: dict) -> dict:
+def judged(records: list[dict], setup: dict) -> dict:
+    client = LazyClient("openai_compatible", "local", setup["options"])
     t0 = time.perf_counter()
-    verdicts, stats = score_records(records, params)
+    with VerdictCache(setup["cache"]) as cache:
+        verdicts, stats = score_records(records, setup["params"], client, cache)
     wall = time.perf_counter() - t0
     llm = stats["llm"]
     return {"wall_s": round(wall, 1), "calls": llm["calls"], "items": len(records),
@@ -88,9 +93,7 @@ def row(label: str, r: dict) -> None:
 
 def worker(params_path: str, records_path: str) -> None:
     """Subprocess body for the kill test."""
-    params = json.loads(Path(params_path).read_text())
-    records = json.loads(Path(records_path).read_text())
-    score_records(records, params)
+    judged(json.loads(Path(records_path).read_text()), json.loads(Path(params_path).read_text()))
 
 
 def kill_and_resume(records: list[dict], params: dict, tmp: Path) -> None:
@@ -98,7 +101,7 @@ def kill_and_resume(records: list[dict], params: dict, tmp: Path) -> None:
     (tmp / "r.json").write_text(json.dumps(records))
     proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tmp / "p.json"), str(tmp / "r.json")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cache = Path(params["cache_path"])
+    cache = Path(params["cache"])
     while VerdictCache.count(cache) == 0 and proc.poll() is None:
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
@@ -129,9 +132,8 @@ def scripted(n: int, batch_size: int, latency: float, tmp: Path) -> None:
         for label, extra in (("llm_single, concurrency 8", {"strategy": "llm_single", "concurrency": 8}),
                              (f"llm_batch {batch_size}, concurrency 1", {"strategy": "llm_batch", "concurrency": 1}),
                              (f"llm_batch {batch_size}, concurrency 8", {"strategy": "llm_batch", "concurrency": 8})):
-            params = base_params(judge.base_url, tmp / f"s-{label}.sqlite", batch_size=batch_size, **extra)
-            params["fallback"] = params["strategy"]
-            row(label, judged(records, params))
+            setup = base_params(judge.base_url, tmp / f"s-{label}.sqlite", items_per_call=batch_size, **extra)
+            row(label, judged(records, setup))
 
 
 def main() -> None:
@@ -151,28 +153,25 @@ def main() -> None:
           f"llama-cpp-python's server on 2 CPU cores")
     with llama_cpp_server(n_ctx=8192) as url:
         print("\n1. calls per item")
-        single = judged(records, {**base_params(url, tmp / "single.sqlite"), "fallback": "llm_single",
-                                  "strategy": "llm_single"})
+        single = judged(records, base_params(url, tmp / "single.sqlite", strategy="llm_single"))
         row("llm_single, concurrency 1", single)
-        batch_params = {**base_params(url, tmp / "batch1.sqlite", batch_size=args.batch_size),
-                        "strategy": "llm_batch"}
+        batch_params = base_params(url, tmp / "batch1.sqlite", items_per_call=args.batch_size)
         batch = judged(records, batch_params)
         row(f"llm_batch {args.batch_size}, concurrency 1", batch)
         print("\n2. concurrency")
-        conc = judged(records, {**base_params(url, tmp / "batch8.sqlite", batch_size=args.batch_size, concurrency=8),
-                                "strategy": "llm_batch"})
+        conc = judged(records, base_params(url, tmp / "batch8.sqlite", items_per_call=args.batch_size, concurrency=8))
         row(f"llm_batch {args.batch_size}, concurrency 8", conc)
         print(f"  wall ratio concurrency 1 / 8: {batch['wall_s'] / conc['wall_s']:.2f}x "
               "(llama-cpp-python's server runs one request at a time)")
         print("\n3. rerun after a threshold change (same judge, same cache)")
-        again = judged(records, {**batch_params, "failure_threshold": 5})
+        again = judged(records, {**batch_params, "params": {**batch_params["params"], "failure_threshold": 5}})
         row("llm_batch rerun, threshold 5", again)
         ok = again["cache_hits"] == batch["valid"]
         print(f"  every valid verdict from the cache ({again['cache_hits']}); {again['items_sent']} item sends, "
               f"all for the {batch['unjudged']} items that had no verdict -> {'OK' if ok else 'UNEXPECTED'}. "
               "`kedro run --pipelines threshold` re-applies a threshold with no judge at all.")
         print("\n4. kill and resume")
-        kill_and_resume(records, {**base_params(url, tmp / "kill.sqlite", batch_size=4), "strategy": "llm_batch"},
+        kill_and_resume(records, base_params(url, tmp / "kill.sqlite", items_per_call=4),
                         tmp)
     if args.scripted:
         scripted(args.scripted_n, 50, args.latency, tmp)

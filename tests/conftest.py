@@ -20,14 +20,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def copy_project(root: Path, with_raw_data: bool = True) -> Path:
     """A runnable copy of the project at ``root``: pyproject, conf (without local), raw data.
 
-    The package itself is installed (``pip install -e .``), so ``src/`` stays empty.
+    The package itself is installed (``pip install -e .``), so ``src/`` stays empty. The
+    converted bundled model is shared: ``data/06_models`` links to the project's.
     """
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
+    (PROJECT_ROOT / "data" / "06_models").mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / "06_models").symlink_to(PROJECT_ROOT / "data" / "06_models", target_is_directory=True)
     if with_raw_data:
-        (root / "data" / "01_raw").mkdir(parents=True)
+        (root / "data" / "01_raw").mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT_ROOT / "data/01_raw/prompts.jsonl", root / "data/01_raw")
     return root
 

@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory, project_root):
     root = copy_project(tmp_path_factory.mktemp("tiny"))
     params = {
         "sampling": {"num_samples": 30, "min_per_category": 3},
-        "generation": {"max_new_tokens": 12, "model_dir": str(project_root / "data/06_models")},
+        "generation": {"decoding": {"max_new_tokens": 12}},
         "clustering": {"min_cluster_size": 3, "stability_runs": 2},
         "labeling": {"plan": {"total_examples": 200, "min_per_pattern": 5}},
     }

@@ -43,7 +43,7 @@ def run_judging(root: Path, env: str | None, params: dict | None = None) -> dict
 def test_judge_70b_builds_hugging_face_requests(tmp_project, allow_local_http, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_marker_token")
     with FakeJudge() as judge:
-        summary = run_judging(tmp_project, "judge_70b", {"judging": {"base_url": judge.base_url}})
+        summary = run_judging(tmp_project, "judge_70b", {"judge_base_url": judge.base_url})
         bodies = [r["body"] for r in judge.requests]
         headers = [r["headers"] for r in judge.requests]
     assert {b["model"] for b in bodies} == {"meta-llama/Llama-3.3-70B-Instruct"}
@@ -74,8 +74,8 @@ def test_threshold_env_changes_only_the_threshold(tmp_project):
 
 @pytest.mark.slow
 def test_local_server_env_with_a_real_llama_cpp_server(tmp_project, allow_local_http, llama_server):
-    params = {"judging": {"base_url": llama_server, "batch_size": 3, "tokens_per_item": 40, "canaries": 1,
-                          "single_attempts": 1}}
+    params = {"judge_base_url": llama_server,
+              "judging": {"protocol": {"items_per_call": 3, "tokens_per_item": 40, "canaries": 1, "single_attempts": 1}}}
     summary = run_judging(tmp_project, "local_server", params)
     llm = summary["llm"]
     # a real (tiny) judge: each item has a valid verdict or is unjudged with the reason

@@ -5,8 +5,6 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from phase1b_kedro.pipelines.judging.pipeline import create_threshold_pipeline
-
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
@@ -17,6 +15,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         re-applies the failure threshold to stored scores (zero judge calls).
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
-    pipelines["threshold"] = create_threshold_pipeline()
+    # threshold's nodes are judging's last two: the default chain includes them once, via judging
+    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name != "threshold"), Pipeline([]))
     return pipelines

@@ -85,9 +85,10 @@ class _CacheDataset(_ReadOnly):
 
     cache_class: type[ResponseCache] = ResponseCache
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, filepath: str | None, metadata: dict[str, Any] | None = None) -> None:
         """Args:
-        filepath: Local path of the SQLite file (SQLite needs a local file system).
+        filepath: Local path of the SQLite file (SQLite needs a local file system);
+            ``None`` keeps the cache in memory for the run (notebooks, tests).
         metadata: kedro-viz layer etc.
         """
         self._filepath = filepath

@@ -60,17 +60,26 @@ def _stable(outputs: list[dict]) -> list[dict]:
 def test_generation_killed_midway_resumes_without_redoing_finished_prompts(tmp_path, project_root):
     root = copy_project(tmp_path)
     # one prompt per batch and longish answers: slow enough (~10 s) to be killed part-way
-    common = (f"sampling.num_samples={N_GEN},generation.batch_size=1,generation.max_new_tokens=48,"
-              f"generation.model_dir={project_root / 'data/06_models'}")
+    common = f"sampling.num_samples={N_GEN},generation.checkpoint_every=1,generation.decoding.max_new_tokens=48"
+
+    def use_checkpoint(folder: Path) -> None:
+        """The model (one prompt per batch) and the checkpoint folder, in the run's catalog."""
+        (root / "conf/local/catalog.yml").write_text(
+            "generation_model:\n  type: phase1b_kedro.resource_datasets.LLMDataset\n  backend: transformers\n"
+            f"  model: bundled:smollm2-135m-instruct\n  options: {{model_dir: {project_root / 'data/06_models'}, "
+            "batch_size: 1}\n"
+            f"generation_checkpoint:\n  type: phase1b_kedro.resource_datasets.CheckpointDataset\n  dirpath: {folder}\n")
+
     _finish(_kedro(root, "--pipelines", "sampling", "--params", common))
     # uninterrupted reference
-    ref_dir = root / "ref_ckpt"
-    _finish(_kedro(root, "--pipelines", "generation", "--params", f"{common},generation.checkpoint_dir={ref_dir}"))
+    use_checkpoint(root / "ref_ckpt")
+    _finish(_kedro(root, "--pipelines", "generation", "--params", common))
     reference = _lines(root / "data/07_model_output/model_outputs.jsonl")
     (root / "data/07_model_output/model_outputs.jsonl").unlink()
     # killed run
     ckpt = root / "ckpt"
-    proc = _kedro(root, "--pipelines", "generation", "--params", f"{common},generation.checkpoint_dir={ckpt}")
+    use_checkpoint(ckpt)
+    proc = _kedro(root, "--pipelines", "generation", "--params", common)
 
     def done() -> int:
         files = list(ckpt.glob("*.jsonl"))
@@ -80,7 +89,7 @@ def test_generation_killed_midway_resumes_without_redoing_finished_prompts(tmp_p
     finished = done()
     assert 5 <= finished < N_GEN          # killed part-way
     assert not (root / "data/07_model_output/model_outputs.jsonl").exists()
-    _finish(_kedro(root, "--pipelines", "generation", "--params", f"{common},generation.checkpoint_dir={ckpt}"))
+    _finish(_kedro(root, "--pipelines", "generation", "--params", common))
     stats = json.loads((root / "data/07_model_output/generation_stats.json").read_text())
     assert stats["resumed_from_checkpoint"] == finished and stats["generated_this_run"] == N_GEN - finished
     assert _stable(_lines(root / "data/07_model_output/model_outputs.jsonl")) == _stable(reference)
@@ -102,10 +111,16 @@ def test_judging_killed_midway_resends_nothing_already_judged(tmp_path, project_
     with FakeJudge(Script(latency=0.4)) as judge:
         # permutations=1: only the first pass, whose resume this is about (judge_70b also
         # re-judges a sample of batches in other orders, which would add sends after the kill)
-        base = (f"judging.base_url={judge.base_url},judging.batch_size=2,judging.concurrency=1,"
-                "judging.agreement_sample=0,judging.canaries=0,judging.permutations=1")
-        _finish(_kedro(root, "--pipelines", "judging", "--env", "judge_70b", "--params",
-                       base + ",judging.cache_path=data/ref_cache.sqlite", env=env))
+        base = (f"judge_base_url={judge.base_url},judging.protocol.items_per_call=2,"
+                "judging.protocol.agreement_sample=0,judging.protocol.canaries=0,judging.protocol.permutations=1")
+        # one call at a time; the reference run keeps its verdicts in a cache of its own
+        judge_catalog = (root / "conf/judge_70b/catalog.yml").read_text().replace("concurrency: 8", "concurrency: 1")
+        (root / "conf/judge_70b/catalog.yml").write_text(judge_catalog)
+        (root / "conf/judge_70b/catalog_ref.yml").write_text(
+            "judge_cache:\n  type: phase1b_kedro.resource_datasets.VerdictCacheDataset\n"
+            "  filepath: data/ref_cache.sqlite\n")
+        _finish(_kedro(root, "--pipelines", "judging", "--env", "judge_70b", "--params", base, env=env))
+        (root / "conf/judge_70b/catalog_ref.yml").unlink()
         reference = _lines(out_dir / "judge_scores.jsonl")
         cache = root / "data/07_model_output/judge_cache.sqlite"
         proc = _kedro(root, "--pipelines", "judging", "--env", "judge_70b", "--params", base, env=env)

@@ -54,7 +54,7 @@ def _check(case: str, out: dict, judge: FakeJudge, records: list[dict], params: 
 def test_transport_faults(case, tmp_path, allow_local_http):
     records = make_records(N)
     with FakeJudge(TRANSPORT[case]) as judge:
-        params = llm_params(judge, tmp_path, batch_size=BATCH, max_retries=MAX_RETRIES, timeout_s=1.5, concurrency=1)
+        params = llm_params(judge, tmp_path, items_per_call=BATCH, max_retries=MAX_RETRIES, timeout_s=1.5, concurrency=1)
         out = run(records, params)
         _check(case, out, judge, records, params)
     assert out["judge_summary"]["unjudged"] == 0
@@ -64,7 +64,7 @@ def test_transport_faults(case, tmp_path, allow_local_http):
 def test_bad_replies(case, tmp_path, allow_local_http):
     records = make_records(N)
     with FakeJudge(Script(reply=_first_request_only(FAULTS[REPLIES[case]]))) as judge:
-        params = llm_params(judge, tmp_path, batch_size=BATCH, max_retries=MAX_RETRIES, concurrency=1)
+        params = llm_params(judge, tmp_path, items_per_call=BATCH, max_retries=MAX_RETRIES, concurrency=1)
         out = run(records, params)
         _check(case, out, judge, records, params)
     assert out["judge_summary"]["unjudged"] == 0
@@ -74,7 +74,7 @@ def test_bad_replies(case, tmp_path, allow_local_http):
 def test_wrapped_replies(case, tmp_path, allow_local_http):
     records = make_records(N)
     with FakeJudge(Script(reply=WRAPPED[case])) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=BATCH, concurrency=1))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=BATCH, concurrency=1))
         _check(case, out, judge, records, {})
     assert out["judge_summary"]["unjudged"] == 0
 
@@ -82,7 +82,7 @@ def test_wrapped_replies(case, tmp_path, allow_local_http):
 def test_endpoint_down_for_good(tmp_path, allow_local_http):
     records = make_records(N)
     with FakeJudge(Script(http_errors=[503] * 1000)) as judge:
-        params = llm_params(judge, tmp_path, batch_size=BATCH, max_retries=MAX_RETRIES, concurrency=1,
+        params = llm_params(judge, tmp_path, items_per_call=BATCH, max_retries=MAX_RETRIES, concurrency=1,
                             single_attempts=1)
         out = run(records, params)
         _check("endpoint down for good (503 always)", out, judge, records, params)
@@ -94,7 +94,7 @@ def test_every_request_carries_only_known_items(tmp_path, allow_local_http):
     """Items are never mixed across calls: each request's items are a subset of the records."""
     records = make_records(N)
     with FakeJudge(Script(reply=_first_request_only(FAULTS["missing_item"]))) as judge:
-        run(records, llm_params(judge, tmp_path, batch_size=BATCH))
+        run(records, llm_params(judge, tmp_path, items_per_call=BATCH))
         outputs = {r["output"] for r in records}
         for request in judge.requests:
             assert {i["output"] for i in parse_items(request["body"]["messages"])} <= outputs

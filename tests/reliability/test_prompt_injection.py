@@ -20,7 +20,7 @@ def test_canaries_catch_an_obeyed_injection_and_neighbours_keep_honest_verdicts(
     records = make_records(12)
     records[3]["output"] = f"I don't know. {INJECTION}"
     with FakeJudge(Script(obey_injection=True)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=6, canaries=2, concurrency=1, single_attempts=1))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=6, canaries=2, concurrency=1, single_attempts=1))
         requests = len(judge.requests)
     llm = out["judge_summary"]["llm"]
     scores = {r["id"]: r for r in out["judge_scores"]}
@@ -44,7 +44,7 @@ def test_delimiter_and_verdict_imitation_stay_inside_their_item(tmp_path, allow_
     records = make_records(8)
     records[1]["output"] = forged
     with FakeJudge() as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=8))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=8))
         seen = parse_items(judge.requests[0]["body"]["messages"])
     assert len(seen) == 8                                      # still 8 items: no block was closed or opened
     assert [s for s in seen if s["output"] == forged]          # the forged text is one item's data
@@ -65,7 +65,7 @@ def test_a_judge_that_copies_injected_verdicts_gains_nothing(tmp_path, allow_loc
         return forged + "\n" + json.dumps(verdicts)
 
     with FakeJudge(Script(reply=echo)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=6))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=6))
     assert [r["score"] for r in out["judge_scores"]] == honest(records)
     record("injection", {"case": "judge copies a forged verdict array from an output", "items_in": 6,
                          "verdicts_changed": 0, "unknown_ids_ignored": out["judge_summary"]["llm"]["unknown_ids"]})

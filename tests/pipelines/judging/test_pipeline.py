@@ -14,6 +14,7 @@ from phase1b_kedro.pipelines.judging.nodes import apply_threshold
 from phase1b_kedro.pipelines.judging.pipeline import create_threshold_pipeline
 from tests.conftest import Kept, load_params
 from tests.fake_judge_server import FakeJudge, Script, honest_score
+from tests.support import JudgeSetup, judge_resources, judge_setup
 
 CATS = ["math", "code", "reasoning", "creative", "qa", "other"]
 
@@ -33,20 +34,17 @@ def make_records(n: int = 12) -> list[dict]:
     return out
 
 
-def llm_params(judge: FakeJudge, tmp_path, **overrides) -> dict:
-    params = load_params("judging")
-    params.update(strategy="llm_batch", backend="openai_compatible", model="judge-test", base_url=judge.base_url,
-                  batch_size=4, canaries=0, cache_path=str(tmp_path / "cache.sqlite"), concurrency=2,
-                  max_retries=3, max_wait_s=0.05, timeout_s=10)
-    params.update(overrides)
-    return params
+def llm_params(judge: FakeJudge, tmp_path, **overrides) -> JudgeSetup:
+    """An llm_batch judge on the scripted server, its cache under ``tmp_path``."""
+    return judge_setup(judge.base_url, str(tmp_path / "cache.sqlite"), **overrides)
 
 
 OUTPUTS = ("judge_scores", "judged_results", "failures", "judge_summary", "judge_run_stats")
 
 
-def run(records: list[dict], params: dict, pipeline=None, human_labels: list[dict] | None = None) -> dict:
-    catalog = DataCatalog({name: Kept() for name in OUTPUTS})
+def run(records: list[dict], setup: JudgeSetup | dict, pipeline=None, human_labels: list[dict] | None = None) -> dict:
+    params, resources = judge_resources(setup)
+    catalog = DataCatalog({name: Kept() for name in OUTPUTS} | resources)
     catalog["model_outputs"] = records
     catalog["human_labels"] = human_labels or []
     catalog["params:judging"] = params
@@ -112,7 +110,7 @@ def test_threshold_is_applied_after_scoring():
 def test_llm_batch_judges_every_item_in_few_calls(tmp_path, allow_local_http):
     records = make_records(12)
     with FakeJudge() as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=5))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=5))
         assert len(judge.requests) == 3 and judge.items_sent == 12
         body = judge.requests[0]["body"]
         assert body["model"] == "judge-test" and body["temperature"] == 0
@@ -145,7 +143,7 @@ FAULTS = {
 def test_bad_replies_are_rejudged_until_every_item_has_a_verdict(fault, tmp_path, allow_local_http):
     records = make_records(8)
     with FakeJudge(Script(reply=_first_request_only(FAULTS[fault]))) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=4, concurrency=1))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=4, concurrency=1))
         requests = len(judge.requests)
     assert [r["score"] for r in out["judge_scores"]] == honest(records)
     llm = out["judge_summary"]["llm"]
@@ -168,7 +166,7 @@ def test_wrapped_json_is_accepted_without_rejudging(wrapper, tmp_path, allow_loc
 def test_a_judge_that_never_answers_properly_leaves_items_unjudged(tmp_path, allow_local_http):
     records = make_records(4)
     with FakeJudge(Script(reply=lambda v, i, n: "no idea")) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=4, single_attempts=2))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=4, single_attempts=2))
         # 1 call of 4, 2 calls of 2, then 2 attempts x 4 single calls: bounded, never endless
         assert len(judge.requests) == 1 + 2 + 8
     assert out["judge_summary"]["unjudged"] == 4 and out["judge_summary"]["failed"] == 0
@@ -184,7 +182,7 @@ def test_items_judged_in_the_last_round_keep_their_verdicts(tmp_path, allow_loca
 
     records = make_records(6)
     with FakeJudge(Script(reply=reply)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=4, single_attempts=1))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=4, single_attempts=1))
     assert [r["score"] for r in out["judge_scores"]] == honest(records)
     assert out["judge_summary"]["unjudged"] == 0
 
@@ -192,7 +190,7 @@ def test_items_judged_in_the_last_round_keep_their_verdicts(tmp_path, allow_loca
 def test_http_429_and_5xx_are_retried_honouring_retry_after(tmp_path, allow_local_http):
     records = make_records(4)
     with FakeJudge(Script(http_errors=[429, 500, 503], retry_after="0")) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=4, max_retries=3))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=4, max_retries=3))
         assert len(judge.requests) == 4          # 3 refused + 1 answered
     assert out["judge_summary"]["llm"]["transport_retries"] == 3
     assert [r["score"] for r in out["judge_scores"]] == honest(records)
@@ -201,7 +199,7 @@ def test_http_429_and_5xx_are_retried_honouring_retry_after(tmp_path, allow_loca
 def test_retries_are_bounded_and_failures_become_unjudged(tmp_path, allow_local_http):
     records = make_records(2)
     with FakeJudge(Script(http_errors=[500] * 100)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=2, max_retries=1, single_attempts=1))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=2, max_retries=1, single_attempts=1))
         # call of 2 (2 attempts), then 2 single calls (2 attempts each)
         assert len(judge.requests) == 2 + 4
     assert out["judge_summary"]["unjudged"] == 2
@@ -212,13 +210,13 @@ def test_interrupted_run_resumes_from_the_cache(tmp_path, allow_local_http):
     records = make_records(8)
     # First run: the server fails every request after the first (as if it went down).
     with FakeJudge(Script(http_errors=[200] + [500] * 100)) as judge:
-        first = run(records, llm_params(judge, tmp_path, batch_size=4, concurrency=1, max_retries=0,
+        first = run(records, llm_params(judge, tmp_path, items_per_call=4, concurrency=1, max_retries=0,
                                         single_attempts=1))
         judged_first = {r["id"] for r in first["judge_scores"] if r["judge"]["status"] == "ok"}
         assert len(judged_first) == 4
         # Second run, server healthy again (same endpoint): only the 4 unfinished items are sent.
         judge.script, before = Script(), len(judge.requests)
-        second = run(records, llm_params(judge, tmp_path, batch_size=4, concurrency=1))
+        second = run(records, llm_params(judge, tmp_path, items_per_call=4, concurrency=1))
         later = judge.requests[before:]
         sent = {item["output"] for r in later for item in _items(r)}
         assert len(later) == 1
@@ -240,7 +238,7 @@ def test_threshold_change_makes_zero_judge_calls(tmp_path, allow_local_http):
         first = run(records, params)
         calls = len(judge.requests)
         # the whole judging pipeline again with another threshold: every verdict from the cache
-        again = run(records, {**params, "failure_threshold": 1})
+        again = run(records, params.with_params(failure_threshold=1))
         assert len(judge.requests) == calls
         assert again["judge_summary"]["llm"]["cache_hits"] == 8 and again["judge_summary"]["failed"] == 0
         # the threshold pipeline alone, from the stored scores
@@ -248,7 +246,7 @@ def test_threshold_change_makes_zero_judge_calls(tmp_path, allow_local_http):
         catalog["judge_scores"] = first["judge_scores"]
         catalog["judge_run_stats"] = first["judge_run_stats"]
         catalog["human_labels"] = []
-        catalog["params:judging"] = {**params, "failure_threshold": 3}
+        catalog["params:judging"] = {**params.params, "failure_threshold": 3}
         catalog["params:judging.failure_threshold"] = 3
         SequentialRunner().run(create_threshold_pipeline(), catalog)
         assert len(judge.requests) == calls
@@ -272,7 +270,7 @@ def test_canaries_catch_a_compromised_batch(tmp_path, allow_local_http):
 
     records = make_records(8)
     with FakeJudge(Script(reply=reply)) as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=8, canaries=2, concurrency=1))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=8, canaries=2, concurrency=1))
         first_items = _items(judge.requests[0])
     assert len(first_items) == 10                      # 8 records + 2 canaries, indistinguishable
     assert [r["score"] for r in out["judge_scores"]] == honest(records)   # nothing from the bad batch kept
@@ -285,7 +283,7 @@ def test_canaries_catch_a_compromised_batch(tmp_path, allow_local_http):
 def test_agreement_sample_reports_kappa(tmp_path, allow_local_http):
     records = make_records(12)
     with FakeJudge() as judge:
-        out = run(records, llm_params(judge, tmp_path, batch_size=12, agreement_sample=6))
+        out = run(records, llm_params(judge, tmp_path, items_per_call=12, agreement_sample=6))
         singles = [r for r in judge.requests if len(_items(r)) == 1]
         assert len(singles) == 6
     agreement = out["judge_summary"]["agreement"]

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from phase1b_kedro.labeling import contamination_check, ctfidf_keywords, parse_label, plan_counts
-from phase1b_kedro.llm import make_client
+from phase1b_kedro.cache import ResponseCache
+from phase1b_kedro.llm import LazyClient
 from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embed_failures
 from phase1b_kedro.pipelines.labeling.nodes import label_patterns, plan_data_generation, render_plan_markdown
 from tests.conftest import load_params
@@ -53,7 +54,7 @@ def clustered():
 def test_offline_patterns_and_plan(clustered):
     records, clusters = clustered
     params = load_params("labeling")
-    patterns = label_patterns(records, clusters, params)
+    patterns = label_patterns(records, clusters, LazyClient("transformers", "unused"), ResponseCache(None), params)
     assert patterns["labeling"]["mode"] == "offline"
     labels = {p["label"] for p in patterns["patterns"]}
     assert len(labels) == len(patterns["patterns"])                              # distinct names
@@ -80,7 +81,7 @@ def test_offline_patterns_and_plan(clustered):
 def test_contamination_check_finds_a_planted_near_duplicate(clustered):
     records, clusters = clustered
     params = load_params("labeling")
-    patterns = label_patterns(records, clusters, params)
+    patterns = label_patterns(records, clusters, LazyClient("transformers", "unused"), ResponseCache(None), params)
     plan, eval_set = plan_data_generation(patterns, records, params)
     assert plan["contamination_check"]["pairs_checked"] > 0
     # templated prompts ("Simplify 3/4", "Simplify 5/8") are near-duplicates of each other: reported, not hidden
@@ -99,16 +100,17 @@ def test_llm_labels_are_used_cached_and_fall_back_when_unusable(clustered, tmp_p
                        "what_model_gets_wrong": "Forgets to simplify."})
     replies = iter([good, "I cannot help with that."] + [json.dumps({"label": ""})] * 10)
     with FakeJudge(Script(reply=lambda v, i, n: next(replies))) as server:
-        params = {**load_params("labeling"), "llm": True, "backend": "openai_compatible", "model": "labeler",
-                  "base_url": server.base_url, "concurrency": 1, "cache_path": str(tmp_path / "c.sqlite")}
-        patterns = label_patterns(records, clusters, params)
+        params = load_params("labeling")
+        params["llm"]["enabled"] = True
+        labeler = LazyClient("openai_compatible", "labeler", {"base_url": server.base_url, "concurrency": 1})
+        patterns = label_patterns(records, clusters, labeler, ResponseCache(tmp_path / "c.sqlite"), params)
         sources = [p["label_source"] for p in patterns["patterns"]]
         assert sources[0] == "llm" and patterns["patterns"][0]["label"] == "Fraction arithmetic"
         assert sources[1:-1] == ["offline_fallback"] * (len(sources) - 2) and sources[-1] == "fixed"
         assert patterns["patterns"][1]["fallback_reason"] == "unusable reply"
         assert patterns["labeling"]["fallbacks"] == len(sources) - 2
         calls = len(server.requests)
-        again = label_patterns(records, clusters, params)        # the valid label comes from the cache
+        again = label_patterns(records, clusters, labeler, ResponseCache(tmp_path / "c.sqlite"), params)  # from the cache
         assert again["patterns"][0]["label_source"] == "llm_cached"
         assert len(server.requests) == calls + len(sources) - 2  # only the fallbacks are asked again
 
@@ -122,10 +124,10 @@ def test_parse_label():
 @pytest.mark.slow
 def test_llm_labeling_against_a_real_llama_cpp_server(clustered, tmp_path, llama_server, allow_local_http):
     records, clusters = clustered
-    params = {**load_params("labeling"), "llm": True, "backend": "openai_compatible", "model": "smollm2",
-              "base_url": llama_server, "structured_output": "json_object", "max_new_tokens": 120,
-              "cache_path": str(tmp_path / "c.sqlite"), "concurrency": 2}
-    patterns = label_patterns(records, clusters, params, client=make_client(params))
+    params = load_params("labeling")
+    params["llm"].update(enabled=True, structured_output="json_object", max_new_tokens=120)
+    labeler = LazyClient("openai_compatible", "smollm2", {"base_url": llama_server, "concurrency": 2})
+    patterns = label_patterns(records, clusters, labeler, ResponseCache(tmp_path / "c.sqlite"), params)
     named = [p for p in patterns["patterns"] if p["pattern_id"] != "unclustered"]
     assert patterns["labeling"]["llm_calls"] == len(named)
     for p in named:   # a real (tiny) model: a validated label, or the offline one with the reason
