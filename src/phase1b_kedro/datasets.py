@@ -1,4 +1,4 @@
-"""Catalog datasets for record files.
+"""Catalog datasets for record files, on any filesystem fsspec reaches, optionally versioned.
 
 kedro-datasets' ``pandas.JSONDataset`` reads JSONL, but a DataFrame is lossy for these
 records: absent keys become NaN, ``null`` scores become floats, nested ``messages``/``meta``
@@ -7,39 +7,190 @@ of plain dicts, so these small datasets keep the file format (one JSON object pe
 exactly. The raw input is handed over as a :class:`RawInput`, a handle that the sampling
 stage reads in byte ranges (never the whole file in memory), so that it can quarantine bad
 lines (invalid UTF-8, malformed JSON, truncated last line) with their line numbers.
+
+Every dataset here follows the contract of kedro-datasets' own file datasets, through one
+base class (:class:`FsspecFileDataset`): ``filepath`` is a local path or any fsspec URL
+(``s3://``, ``gs://``, ``abfs://``, ``memory:///``, ``file://``), ``credentials`` and
+``fs_args`` configure the filesystem, and ``versioned: true`` in the catalog stores each
+save under ``<filepath>/<version>/<name>`` (Kedro's :class:`AbstractVersionedDataset`), so
+``kedro run --load-versions`` and ``catalog.load(name, version=...)`` pick a version.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from copy import deepcopy
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import fsspec
 import numpy as np
 import orjson
-from kedro.io import AbstractDataset, DatasetError
-from kedro.io.core import get_protocol_and_path
+from fsspec.implementations.local import LocalFileSystem
+from kedro.io import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import VersionNotFoundError, get_filepath_str, get_protocol_and_path
+
+_DI = TypeVar("_DI")
+_DO = TypeVar("_DO")
+
+OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_JSONL_OPTIONS = orjson.OPT_NON_STR_KEYS | OPT_NUMPY
 
 
-class _LocalFileDataset(AbstractDataset):
-    """What both datasets share: one local file, and kedro-viz metadata."""
+def _filesystem_options(credentials: dict[str, Any] | None, fs_args: dict[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments of ``fsspec.filesystem``: credentials and filesystem arguments together.
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+    Args:
+        credentials (dict | None): Secrets for the filesystem (from ``credentials.yml``),
+            e.g. ``{"key": ..., "secret": ...}`` for S3.
+        fs_args (dict | None): Other filesystem arguments, without ``open_args_load`` /
+            ``open_args_save`` (those go to ``open``).
+
+    Returns:
+        dict: One mapping of both.
+
+    Raises:
+        DatasetError: If a key is given in both, which would be ambiguous (kedro-datasets
+            fails there too, with a ``TypeError`` from the filesystem call).
+    """
+    credentials, fs_args = credentials or {}, fs_args or {}
+    if both := sorted(set(credentials) & set(fs_args)):
+        raise DatasetError(f"{', '.join(both)} given in both credentials and fs_args; keep each key in one of them")
+    return {**credentials, **fs_args}
+
+
+class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO]):
+    """One file on any fsspec filesystem, optionally versioned: what every dataset here shares.
+
+    Subclasses implement ``load``/``save`` with :meth:`_open_for_load` and :meth:`_write`.
+    Saves are atomic on the local filesystem (a temp file beside the target, then a
+    rename, so a crash never leaves half a file); on other filesystems they are a plain
+    write (object stores such as S3 or GCS publish an object only when its upload
+    completes, and the memory filesystem when the file is closed).
+    """
+
+    _NOT_FOUND = "File not found: {where}"
+
+    def __init__(self, filepath: str | os.PathLike, *, version: Version | None = None,
+                 credentials: dict[str, Any] | None = None, fs_args: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
         """Args:
-        filepath: Local path of the file.
-        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+        filepath (str | os.PathLike): Local path (relative to the working directory) or
+            fsspec URL: ``s3://bucket/key.jsonl``, ``memory:///dir/file.jsonl`` (three
+            slashes: Kedro reads ``memory://dir/x`` as host ``dir``), ``file:///abs/path``.
+        version (Version | None): Set by Kedro for ``versioned: true``; ``load=None`` means
+            the latest version, ``save=None`` a new timestamp.
+        credentials (dict | None): Passed to ``fsspec.filesystem`` (e.g. ``key``/``secret``
+            for S3, ``token`` for GCS); from ``credentials.yml`` in the catalog.
+        fs_args (dict | None): Other ``fsspec.filesystem`` arguments, plus
+            ``open_args_load`` / ``open_args_save`` for the filesystem's ``open`` (the
+            mode is always binary: ``rb`` / ``wb``).
+        metadata (dict | None): Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+
+        Raises:
+            DatasetError: A key in both ``credentials`` and ``fs_args``; ``version`` with an
+                HTTP(S) URL (not versionable).
         """
-        self._filepath = PurePosixPath(filepath)
+        fs_args = deepcopy(fs_args) or {}
+        self._open_args_load: dict[str, Any] = fs_args.pop("open_args_load", {})
+        self._open_args_save: dict[str, Any] = fs_args.pop("open_args_save", {})
+        protocol, path = get_protocol_and_path(filepath, version)
+        self._protocol = protocol
+        self._storage_options = _filesystem_options(deepcopy(credentials), fs_args)
+        self._fs = fsspec.filesystem(protocol, **self._storage_options)
         self.metadata = metadata
+        super().__init__(filepath=PurePosixPath(path), version=version,
+                         exists_function=self._fs.exists, glob_function=self._fs.glob)
+
+    def _where(self, path: PurePosixPath | str) -> str:
+        """``path`` as a user reads it in messages: a plain path locally, a URL elsewhere."""
+        text = get_filepath_str(PurePosixPath(path), self._protocol)
+        return text if self._protocol == "file" or "://" in text else f"{self._protocol}://{text}"
+
+    def _load_path_if_present(self) -> str | None:
+        """The file to load (the requested or latest version), or ``None`` if there is none."""
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except VersionNotFoundError:
+            return None
+        return path if self._fs.isfile(path) else None
+
+    def _existing_load_path(self) -> str:
+        """The file to load.
+
+        Raises:
+            DatasetError: If it does not exist (``_NOT_FOUND`` names where it was looked for).
+        """
+        path = self._load_path_if_present()
+        if path is None:
+            try:
+                wanted = self._get_load_path()
+            except VersionNotFoundError:
+                wanted = self._filepath
+            raise DatasetError(self._NOT_FOUND.format(where=self._where(wanted)))
+        return path
+
+    def _pinned_load_version(self) -> bool:
+        """Whether a specific version was asked for (``--load-versions``, ``version=``)."""
+        return bool(self._version and self._version.load)
+
+    def _open_for_load(self, path: str) -> IO[bytes]:
+        """``path`` opened for binary reading, with ``open_args_load``."""
+        return self._fs.open(path, **{**self._open_args_load, "mode": "rb"})
+
+    def _write(self, write: Callable[[IO[bytes]], None]) -> None:
+        """Call ``write(fh)`` on the save path: atomically on local disk, a plain write elsewhere."""
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        open_args = {**self._open_args_save, "mode": "wb"}
+        if isinstance(self._fs, LocalFileSystem):
+            _atomic_local_write(self._fs, path, write, open_args)
+        else:
+            with self._fs.open(path, **open_args) as fh:
+                write(fh)
+        self._invalidate_cache()
 
     def _exists(self) -> bool:
-        return Path(self._filepath).is_file()
+        """Whether the file (the requested or latest version) exists, on any filesystem."""
+        return self._load_path_if_present() is not None
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+        """``filepath`` (without protocol, as kedro-datasets describe it), ``protocol``, ``version``."""
+        return {"filepath": str(self._filepath), "protocol": self._protocol, "version": self._version}
+
+    def _release(self) -> None:
+        """Forget the resolved versions (the next load finds the latest again) and cached listings."""
+        super()._release()
+        self._invalidate_cache()
+
+    def _invalidate_cache(self) -> None:
+        """Drop the filesystem's listing cache for the file (object stores cache directory listings)."""
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+
+def _atomic_local_write(fs: LocalFileSystem, path: str, write: Callable[[IO[bytes]], None],
+                        open_args: dict[str, Any]) -> None:
+    """Call ``write(fh)`` on a temp file beside ``path``, then rename it into place.
+
+    The temp file is created by ``open`` (not ``mkstemp``), so the result gets the usual
+    permissions (``0o666`` less the umask) rather than ``mkstemp``'s owner-only ``0o600``.
+
+    Raises:
+        NotADirectoryError: A parent of ``path`` is a file (e.g. ``versioned: true`` on a
+            dataset saved before without versions; Kedro turns this into an explanation).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open(str(tmp), **open_args) as fh:
+            write(fh)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class RawInput:
@@ -50,16 +201,17 @@ class RawInput:
     """
 
     def __init__(self, path: str | None = None, protocol: str = "file", size: int | None = None,
-                 data: bytes | None = None, fs_args: dict[str, Any] | None = None) -> None:
+                 data: bytes | None = None, storage_options: dict[str, Any] | None = None) -> None:
         """Args:
-        path: The file's path (without protocol), or ``None`` for in-memory ``data``.
-        protocol: fsspec protocol of ``path``.
-        size: The file's size in bytes (looked up when not given).
-        data: In-memory contents instead of a file.
-        fs_args: Extra arguments for the fsspec filesystem.
+        path (str | None): The file's path (without protocol), or ``None`` for in-memory ``data``.
+        protocol (str): fsspec protocol of ``path``.
+        size (int | None): The file's size in bytes (looked up when not given).
+        data (bytes | None): In-memory contents instead of a file.
+        storage_options (dict | None): ``fsspec.filesystem`` arguments (credentials and
+            ``fs_args``), so that each worker process can open the file itself.
         """
         self.path, self.protocol, self.data = path, protocol, data
-        self._fs_args = fs_args or {}
+        self._storage_options = storage_options or {}
         if data is None:
             size = size if size is not None else self._fs().size(path)
         self.size = len(data) if data is not None else int(size)
@@ -69,8 +221,8 @@ class RawInput:
         """Accept either a handle or plain bytes."""
         return raw if isinstance(raw, RawInput) else cls(data=bytes(raw))
 
-    def _fs(self) -> Any:
-        return fsspec.filesystem(self.protocol, **self._fs_args)
+    def _fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.filesystem(self.protocol, **self._storage_options)
 
     def open(self) -> IO[bytes]:
         """A binary file object positioned at the start."""
@@ -83,136 +235,170 @@ class RawInput:
         return f"RawInput({where}, {self.size} bytes)"
 
 
-class RawJSONLinesDataset(AbstractDataset):
+class _RawInputDataset(FsspecFileDataset[None, _DO]):
+    """A read-only input file: a missing file is an error that says where to point the catalog."""
+
+    _NOT_FOUND = "Input file not found: {where} (set raw_prompts.filepath in the catalog)"
+
+    def save(self, data: None) -> None:
+        """Raw input is read-only.
+
+        Raises:
+            DatasetError: Always.
+        """
+        raise DatasetError(f"{self._where(self._filepath)} is a read-only input")
+
+
+class RawJSONLinesDataset(_RawInputDataset[RawInput]):
     """Read-only: the raw JSONL input as a :class:`RawInput` handle (any fsspec URL).
 
-    Missing and empty files are clear errors at load time.
+    Only the size is read at load time (and the first non-blank bytes, to reject an empty
+    file): the sampling stage streams the file itself, in byte ranges per worker.
     """
 
-    def __init__(self, filepath: str, fs_args: dict[str, Any] | None = None,
-                 metadata: dict[str, Any] | None = None) -> None:
-        """Args:
-        filepath: Path or URL of the file (``s3://``, ``gs://``, ``memory://``, local...).
-        fs_args: Extra arguments for the fsspec filesystem (credentials etc.).
-        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
-        """
-        self._protocol, self._path = get_protocol_and_path(filepath)
-        self._fs_args = fs_args or {}
-        self._filepath = filepath
-        self.metadata = metadata
-
     def load(self) -> RawInput:
-        """The handle; raise ``DatasetError`` if the file is missing or holds only whitespace."""
-        fs = fsspec.filesystem(self._protocol, **self._fs_args)
-        if not fs.isfile(self._path):
-            raise DatasetError(f"Input file not found: {self._filepath} (set raw_prompts.filepath in the catalog)")
-        raw = RawInput(self._path, self._protocol, fs.size(self._path), fs_args=self._fs_args)
+        """The handle.
+
+        Raises:
+            DatasetError: If the file is missing or holds only whitespace.
+        """
+        path = self._existing_load_path()
+        raw = RawInput(path, self._protocol, self._fs.size(path), storage_options=self._storage_options)
         with raw.open() as fh:
             while block := fh.read(1 << 20):
                 if block.strip():
                     return raw
-        raise DatasetError(f"Input file is empty: {self._filepath}")
-
-    def save(self, data: Any) -> None:
-        """Raw input is read-only."""
-        raise DatasetError(f"{self._filepath} is a read-only input")
-
-    def _exists(self) -> bool:
-        return fsspec.filesystem(self._protocol, **self._fs_args).isfile(self._path)
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath}
+        raise DatasetError(f"Input file is empty: {self._where(path)}")
 
 
-class RawBytesDataset(_LocalFileDataset):
-    """Read-only: loads a small file's bytes unchanged (tests). Missing or empty files are clear errors."""
+class RawBytesDataset(_RawInputDataset[bytes]):
+    """Read-only: loads a small file's bytes unchanged (tests, small inputs)."""
 
     def load(self) -> bytes:
-        """Return the file's bytes; raise ``DatasetError`` if missing or empty."""
-        path = Path(self._filepath)
-        if not path.is_file():
-            raise DatasetError(f"Input file not found: {path} (set raw_prompts.filepath in the catalog)")
-        data = path.read_bytes()
+        """The file's bytes.
+
+        Raises:
+            DatasetError: If the file is missing or holds only whitespace.
+        """
+        path = self._existing_load_path()
+        with self._open_for_load(path) as fh:
+            data = fh.read()
         if not data.strip():
-            raise DatasetError(f"Input file is empty: {path}")
+            raise DatasetError(f"Input file is empty: {self._where(path)}")
         return data
 
-    def save(self, data: None) -> None:
-        """Raw input is read-only."""
-        raise DatasetError(f"{self._filepath} is a read-only input")
 
+class JSONLinesDataset(FsspecFileDataset[list[dict], list[dict]]):
+    """A list of dicts stored as JSON Lines (UTF-8, one object per line).
 
-class JSONLinesDataset(_LocalFileDataset):
-    """A list of dicts stored as JSON Lines (UTF-8, one object per line, atomic save)."""
+    Loading streams the file line by line. There are no ``load_args``/``save_args``: the
+    format has nothing to choose (orjson, fixed options), which keeps outputs
+    byte-identical run to run. Saves are atomic on local disk and a plain write elsewhere
+    (see :class:`FsspecFileDataset`).
+    """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None, missing_ok: bool = False) -> None:
+    def __init__(self, filepath: str | os.PathLike, *, missing_ok: bool = False, version: Version | None = None,
+                 credentials: dict[str, Any] | None = None, fs_args: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
         """Args:
-        filepath: Local path of the file.
-        metadata: Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
-        missing_ok: Load a missing file as an empty list (optional inputs such as human labels).
+        filepath (str | os.PathLike): Local path or fsspec URL (see :class:`FsspecFileDataset`).
+        missing_ok (bool): Load a missing file (or, versioned, no version at all) as an
+            empty list, for optional inputs such as human labels. A version asked for by
+            name that does not exist is still an error.
+        version (Version | None): Set by Kedro for ``versioned: true``.
+        credentials (dict | None): ``fsspec.filesystem`` credentials.
+        fs_args (dict | None): Other ``fsspec.filesystem`` arguments and ``open_args_*``.
+        metadata (dict | None): Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
         """
-        super().__init__(filepath, metadata)
+        super().__init__(filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata)
         self._missing_ok = missing_ok
 
     def load(self) -> list[dict]:
-        """Parse every non-blank line; a malformed line is an error naming its number."""
-        path = Path(self._filepath)
-        if not path.is_file() and self._missing_ok:
+        """Parse every non-blank line.
+
+        Raises:
+            DatasetError: The file is missing (and not ``missing_ok``), or a line is not
+                valid JSON (the message names the file and the line number).
+        """
+        path = self._load_path_if_present()
+        if path is None and self._missing_ok and not self._pinned_load_version():
             return []
-        if not path.is_file():
-            raise DatasetError(f"File not found: {path}")
-        records = []
-        with path.open("rb") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}:{lineno}: malformed JSON ({exc})") from exc
-        return records
+        path = path or self._existing_load_path()
+        with self._open_for_load(path) as fh:
+            return list(_parse_lines(fh, self._where(path)))
 
     def save(self, data: list[dict]) -> None:
-        """Write atomically (temp file + rename) so a crash never leaves half a file."""
-        def write(fh: Any) -> None:
-            for record in data:
-                fh.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS | OPT_NUMPY))
-                fh.write(b"\n")
-        _atomic_write(Path(self._filepath), write)
+        """Write one JSON object per line (numpy values and non-string keys allowed)."""
+        self._write(lambda fh: _write_lines(fh, data))
 
 
-OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+def _parse_lines(fh: Iterable[bytes], where: str) -> Iterator[dict]:
+    """Each non-blank line of ``fh`` parsed as JSON.
+
+    Raises:
+        DatasetError: ``<where>:<line>: malformed JSON (...)`` for the first bad line.
+    """
+    for lineno, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise DatasetError(f"{where}:{lineno}: malformed JSON ({exc})") from exc
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(fh)`` on a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_lines(fh: IO[bytes], records: Iterable[dict]) -> None:
+    """Write each record as one line of JSON."""
+    for record in records:
+        fh.write(orjson.dumps(record, option=_JSONL_OPTIONS))
+        fh.write(b"\n")
 
 
-class NpzDataset(_LocalFileDataset):
-    """A dict of numpy arrays (e.g. ``ids`` and ``vectors``) in one ``.npz`` file (atomic save).
+class NpzDataset(FsspecFileDataset[dict[str, Any], dict[str, np.ndarray]]):
+    """A dict of numpy arrays (e.g. ``ids`` and ``vectors``) in one ``.npz`` file.
 
     Strings are stored as unicode arrays, never pickled objects, so loading needs no
-    ``allow_pickle``.
+    ``allow_pickle`` (and there is no ``load_args`` to turn it on). Saves are atomic on
+    local disk and a plain write elsewhere (see :class:`FsspecFileDataset`).
     """
 
+    SAVE_ARGS = frozenset({"compress"})
+
+    def __init__(self, filepath: str | os.PathLike, *, save_args: dict[str, Any] | None = None,
+                 version: Version | None = None, credentials: dict[str, Any] | None = None,
+                 fs_args: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:
+        """Args:
+        filepath (str | os.PathLike): Local path or fsspec URL (see :class:`FsspecFileDataset`).
+        save_args (dict | None): ``compress: true`` writes a deflated archive
+            (``numpy.savez_compressed``: smaller on object stores, slower to write).
+        version (Version | None): Set by Kedro for ``versioned: true``.
+        credentials (dict | None): ``fsspec.filesystem`` credentials.
+        fs_args (dict | None): Other ``fsspec.filesystem`` arguments and ``open_args_*``.
+        metadata (dict | None): Free-form metadata (kedro-viz layer etc.), ignored by Kedro.
+
+        Raises:
+            DatasetError: An unknown ``save_args`` key (a typo would otherwise be ignored).
+        """
+        super().__init__(filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata)
+        self._save_args = dict(save_args or {})
+        if unknown := sorted(set(self._save_args) - self.SAVE_ARGS):
+            raise DatasetError(f"NpzDataset save_args: unknown {', '.join(unknown)} (known: compress)")
+
     def load(self) -> dict[str, np.ndarray]:
-        """The arrays by name."""
-        path = Path(self._filepath)
-        if not path.is_file():
-            raise DatasetError(f"File not found: {path}")
-        with np.load(path, allow_pickle=False) as data:
+        """The arrays by name.
+
+        Raises:
+            DatasetError: If the file is missing.
+        """
+        with self._open_for_load(self._existing_load_path()) as fh, np.load(fh, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
 
     def save(self, data: dict[str, Any]) -> None:
-        """Write the arrays (lists are converted) atomically."""
+        """Write the arrays (lists are converted)."""
         arrays = {name: np.asarray(value) for name, value in data.items()}
-        _atomic_write(Path(self._filepath), lambda fh: np.savez(fh, **arrays))
+        savez = np.savez_compressed if self._save_args.get("compress") else np.savez
+        self._write(lambda fh: savez(fh, **arrays))
+
+    def _describe(self) -> dict[str, Any]:
+        """The base description plus ``save_args``."""
+        return {**super()._describe(), "save_args": self._save_args}

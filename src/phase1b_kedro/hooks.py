@@ -61,7 +61,7 @@ class RunSummaryHooks:
             except Exception:  # a dataset without a path
                 described = {}
             if described.get("filepath"):
-                self._paths[name] = str(described["filepath"])
+                self._paths[name] = _shown_path(described)
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
@@ -79,6 +79,16 @@ class RunSummaryHooks:
             logger.info("produced: %s", "; ".join(produced))
         if "report_html" in self._outputs and "report_html" in getattr(self, "_paths", {}):
             logger.info("report: %s (open it in a browser; no server needed)", self._paths["report_html"])
+
+
+def _shown_path(described: dict[str, Any]) -> str:
+    """Where a dataset writes, from its ``_describe()``: a plain path locally, else a URL.
+
+    File datasets (kedro-datasets' and ours) describe ``filepath`` without its protocol
+    and give the protocol beside it, so ``memory:///x`` would otherwise read as ``/x``.
+    """
+    path, protocol = str(described["filepath"]), described.get("protocol") or "file"
+    return path if protocol in ("file", "local") or "://" in path else f"{protocol}://{path}"
 
 
 class RunInfoHooks:
