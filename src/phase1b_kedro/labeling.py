@@ -280,10 +280,10 @@ def llm_labels(requests: Sequence[tuple[Mapping[str, Any], Sequence[str], Sequen
             labels.append({**cached[keys[i]], "source": "llm_cached"})
             continue
         res = answers[i]
-        parsed = parse_label(res.text) if res.status == "ok" else None
+        parsed = parse_label(res.text) if res.ok else None
         if parsed is None:
             counters["fallbacks"] += 1
-            reason = f"call failed: {res.error}" if res.status != "ok" else "unusable reply"
+            reason = f"call failed: {res.error}" if not res.ok else "unusable reply"
             logger.warning("labeling %s: %s; using the offline label", cluster.get("cluster_id"), reason)
             fallback = offline_label(cluster, keywords, (requests[i][2][0].get("prompt") or "") if requests[i][2] else "")
             labels.append({**fallback, "source": "offline_fallback", "fallback_reason": reason})

@@ -14,6 +14,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from phase1b_kedro.contract import verdict_ok
 from phase1b_kedro.records import CATEGORIES
 
 SOURCES = ("verifiable", "similarity", "llm", "unjudged")
@@ -63,7 +64,7 @@ def verdict_sources_figure(judged_results: Sequence[Mapping[str, Any]]) -> go.Fi
     counts: dict[str, Counter] = defaultdict(Counter)
     for r in judged_results:
         judge = r.get("judge") or {}
-        source = "unjudged" if judge.get("status") != "ok" else judge.get("source", "unjudged")
+        source = judge.get("source", "unjudged") if verdict_ok(r) else "unjudged"
         counts[source][r.get("category", "other")] += 1
     cats = _ordered(list({c for cnt in counts.values() for c in cnt}))
     fig = go.Figure([go.Bar(name=s, x=cats, y=[counts[s][c] for c in cats], marker_color=_COLOURS[s])

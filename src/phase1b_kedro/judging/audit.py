@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from phase1b_kedro.contract import verdict_ok
+
 #: Theil-Sen looks at every pair of points: above this many it works on an even subsample.
 THEIL_SEN_MAX_POINTS = 1_500
 #: Call sizes grouped for the "is my batch size safe?" view.
@@ -52,7 +54,7 @@ def effect(x: Sequence[float], y: Sequence[float], alpha: float = 0.05) -> dict[
 
 
 def _llm_rows(judged: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in judged if r["judge"].get("source") == "llm" and r["judge"].get("status") == "ok"
+    return [r for r in judged if r["judge"].get("source") == "llm" and verdict_ok(r)
             and r.get("score") is not None]
 
 

@@ -318,7 +318,7 @@ class LLMJudge:
             found = self.judge([items[i] for i in members], "batch", canary_pool, desc=f"{desc} (order {p + 1}/{k})",
                                permutation=p, groups=order)
             for i, v in zip(members, found, strict=True):
-                scores[i].append(v.score if v.status == "ok" else None)
+                scores[i].append(v.score if v.ok else None)
         return scores, {"batches": len(picked), "of_batches": len(groups), "items": len(members)}
 
     def report(self) -> dict[str, Any]:
@@ -410,7 +410,7 @@ class LLMJudge:
     @staticmethod
     def _format_rejected(res: ChatResult, config: GenerationConfig) -> bool:
         """The endpoint refused the request's ``response_format`` (not an outage, not a bad prompt)."""
-        if res.status == "ok" or config.response_format is None or res.http_status not in _FORMAT_STATUSES:
+        if res.ok or config.response_format is None or res.http_status not in _FORMAT_STATUSES:
             return False
         return any(word in (res.error or "").lower() for word in _FORMAT_WORDS)
 
@@ -485,7 +485,7 @@ class LLMJudge:
             self.counters.calls += 1
             self.counters.items_sent += len(real)
             self.counters.canaries_sent += len(canaries)
-        if res.status != "ok":
+        if not res.ok:
             with self._lock:
                 self.counters.call_errors += 1
                 for _, p, _ in real:

@@ -26,6 +26,7 @@ from typing import Any
 
 from phase1b_kedro.allocation import allocate
 from phase1b_kedro.configs import load_config
+from phase1b_kedro.contract import generation_ok
 from phase1b_kedro.judging import execution, verifiable
 from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
@@ -183,9 +184,8 @@ def _pre_verdicts(records: Sequence[Mapping[str, Any]]) -> list[Verdict | None]:
     says nothing about its ability) and an empty answer scores 0; ``None`` = still to judge."""
     verdicts: list[Verdict | None] = [None] * len(records)
     for i, record in enumerate(records):
-        generation = record.get("generation") or {}
-        if generation.get("status", "ok") != "ok":
-            verdicts[i] = Verdict.unjudged("generation", f"generation failed: {generation.get('error')}")
+        if not generation_ok(record):
+            verdicts[i] = Verdict.unjudged("generation", f"generation failed: {record['generation'].get('error')}")
         elif not (record.get("output") or "").strip():
             verdicts[i] = Verdict(0.0, "verifiable", rule="empty_output", rationale="the model gave no answer",
                                   details={"mode": "empty"})
@@ -227,7 +227,7 @@ def _second_pass(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts
     deterministic = {i: verdicts[i] for i in todo if verdicts[i] is not None}
     stats = _llm(records, todo, verdicts, settings.protocol, second, client, cache)
     for i, kept in deterministic.items():
-        if verdicts[i] is not None and verdicts[i].status != "ok":  # the LLM gave no verdict
+        if verdicts[i] is not None and not verdicts[i].ok:  # the LLM gave no verdict
             kept.rationale += f" (LLM fallback gave no verdict: {verdicts[i].reason})"
             verdicts[i] = kept
     return stats
@@ -278,7 +278,7 @@ def _agreement_sample(judge: LLMJudge, records: Sequence[Mapping[str, Any]], tod
     n = judge.config.agreement_sample
     if n <= 0:
         return {}
-    judged = [i for i in todo if verdicts[i] is not None and verdicts[i].status == "ok"]
+    judged = [i for i in todo if verdicts[i] is not None and verdicts[i].ok]
     sample = _stratified(judged, records, n, judge.config.seed)
     singles = judge.judge([_to_item(records[i]) for i in sample], "single", desc="agreement (single)")
     return {i: v.score for i, v in zip(sample, singles, strict=True)}
@@ -290,7 +290,7 @@ def _add_orders(verdict: Verdict | None, others: list[float | None], vote: bool)
     The median of an odd number of scores is on the same side of any threshold as the
     majority of them: a median vote is a pass/fail majority vote at every threshold.
     """
-    if verdict is None or verdict.status != "ok":
+    if verdict is None or not verdict.ok:
         return
     scores = [verdict.score, *others]
     verdict.details["order_scores"] = scores

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from phase1b_kedro.contract import OK, UNJUDGED, VerdictStatus
+
 
 @dataclass
 class Verdict:
@@ -20,7 +22,7 @@ class Verdict:
 
     score: float | None
     source: str
-    status: str = "ok"  # ok | unjudged
+    status: VerdictStatus = OK
     rationale: str = ""
     reason: str | None = None
     rule: str | None = None
@@ -32,7 +34,12 @@ class Verdict:
     @classmethod
     def unjudged(cls, source: str, reason: str, **details: Any) -> Verdict:
         """No valid verdict could be obtained: neither pass nor fail."""
-        return cls(score=None, source=source, status="unjudged", reason=reason, details=dict(details))
+        return cls(score=None, source=source, status=UNJUDGED, reason=reason, details=dict(details))
+
+    @property
+    def ok(self) -> bool:
+        """Whether there is a verdict (not ``unjudged``)."""
+        return self.status == OK
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for the record's ``judge`` field."""

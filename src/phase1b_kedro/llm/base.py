@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from phase1b_kedro.contract import ERROR, OK, FinishReason, GenerationStatus
+
 Messages = Sequence[Mapping[str, str]]
 #: Called as ``on_result(index, result)`` as soon as one conversation's answer is ready
 #: (from a worker thread for concurrent backends): lets callers checkpoint as they go.
@@ -52,9 +54,9 @@ class ChatResult:
     text: str = ""
     tokens_in: int = 0
     tokens_out: int = 0
-    finish_reason: str = "stop"  # stop | length | error
+    finish_reason: FinishReason = "stop"
     latency_s: float = 0.0
-    status: str = "ok"
+    status: GenerationStatus = OK
     error: str | None = None
     truncated_input: bool = False
     #: The HTTP status of a failed request (remote backends), so callers can tell a rejected
@@ -64,10 +66,15 @@ class ChatResult:
     #: and a caller that needs them counts with a tokenizer).
     usage_reported: bool = True
 
+    @property
+    def ok(self) -> bool:
+        """Whether the model answered (``status`` is ``ok``)."""
+        return self.status == OK
+
     @classmethod
     def failed(cls, error: str, latency_s: float = 0.0, http_status: int | None = None) -> ChatResult:
         """A result that records an error instead of an answer."""
-        return cls(finish_reason="error", status="error", error=error, latency_s=latency_s, http_status=http_status,
+        return cls(finish_reason="error", status=ERROR, error=error, latency_s=latency_s, http_status=http_status,
                    usage_reported=False)
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from phase1b_kedro.checkpoint import CheckpointStore, JSONLCheckpoint
 from phase1b_kedro.configs import load_config
+from phase1b_kedro.contract import generation_ok
 from phase1b_kedro.keys import stable_key
 from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient
 from phase1b_kedro.params import ParameterError, fraction
@@ -79,7 +80,7 @@ def failure_reason(error: str | None) -> str:
 
 def _check_systemic(outputs: list[dict]) -> None:
     """Stop the run when every record failed: judging would report nothing meaningful."""
-    errors = [o["generation"].get("error") for o in outputs if o["generation"]["status"] != "ok"]
+    errors = [o["generation"].get("error") for o in outputs if not generation_ok(o)]
     if not outputs or len(errors) < len(outputs):
         return
     reasons = Counter(failure_reason(e) for e in errors).most_common(3)
@@ -155,7 +156,7 @@ def _pending(test_dataset: list[dict], done: Mapping[str, dict]) -> list[dict]:
     """Records without a successful checkpointed answer to this very prompt, longest first
     (batches of similar length waste less padding); errors are tried again."""
     pending = [r for r in test_dataset if done.get(r["id"], {}).get("key") != _prompt_key(r)
-               or done[r["id"]]["generation"]["status"] != "ok"]
+               or not generation_ok(done[r["id"]])]
     resumed = len(test_dataset) - len(pending)
     if resumed:
         logger.info("resuming: %d of %d records already generated", resumed, len(test_dataset))
@@ -194,7 +195,7 @@ def _stats(outputs: list[dict], pending: list[dict], done: Mapping[str, dict], w
            info: Mapping[str, Any], config: GenerationConfig, settings: GenerationSettings,
            checkpoint: JSONLCheckpoint) -> dict[str, Any]:
     """``generation_stats``: counts that reconcile, errors by reason, throughput, model, memory."""
-    errored = [o["generation"] for o in outputs if o["generation"]["status"] != "ok"]
+    errored = [o["generation"] for o in outputs if not generation_ok(o)]
     tokens_out_now = sum(done[r["id"]]["generation"]["tokens_out"] for r in pending)
     return {
         "records_in": len(outputs),

@@ -6,6 +6,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
+from phase1b_kedro.contract import verdict_ok
 from phase1b_kedro.judging.cache import VerdictCache
 from phase1b_kedro.judging.audit import permutation_summary, position_length_audit
 from phase1b_kedro.judging.modes import failure_mode
@@ -185,9 +186,9 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
                                                        if r["passed"] is False and r.get("category", "other") == c)
                                                .most_common()) for c in categories if categories[c]["failed"]},
         "verdicts_by_source": dict(Counter(r["judge"]["source"] for r in judged_results
-                                           if r["judge"]["status"] == "ok").most_common()),
+                                           if verdict_ok(r)).most_common()),
         "verdicts_by_rule": dict(Counter(r["judge"].get("rule") for r in judged_results
-                                         if r["judge"]["status"] == "ok").most_common()),
+                                         if verdict_ok(r)).most_common()),
         "status": dict(status),
         "strategy": judge_run_stats.get("strategy"),
         "fallback": judge_run_stats.get("fallback"),
