@@ -144,12 +144,41 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
         ValueError: If the counts do not reconcile (a record was lost).
     """
     threshold = float(params["failure_threshold"])
-    status = Counter(r["judge"]["status"] for r in judged_results)
-    passed = sum(r["passed"] is True for r in judged_results)
-    failed = sum(r["passed"] is False for r in judged_results)
-    unjudged = sum(r["passed"] is None for r in judged_results)
-    if passed + failed + unjudged != len(judged_results) or judge_run_stats["records_in"] != len(judged_results):
+    counts = Counter("passed" if r["passed"] else "failed" if r["passed"] is False else "unjudged"
+                     for r in judged_results)
+    if sum(counts.values()) != len(judged_results) or judge_run_stats["records_in"] != len(judged_results):
         raise ValueError("judging counts do not reconcile: records were lost")
+    judged_n = counts["passed"] + counts["failed"]
+    llm = dict(judge_run_stats.get("llm") or {}) or None
+    permuted = llm.pop("permutations", None) if llm else None
+    tokens = llm.pop("tokens", None) if llm else None
+    return {
+        "items_in": len(judged_results),
+        "judged": judged_n,
+        "unjudged": counts["unjudged"],
+        "unjudged_by_reason": dict(Counter(str(r["judge"].get("reason"))[:120] for r in judged_results
+                                           if r["passed"] is None).most_common()),
+        "passed": counts["passed"],
+        "failed": counts["failed"],
+        "failure_threshold": threshold,
+        "failure_rate": round(counts["failed"] / judged_n, 4) if judged_n else None,
+        "failure_rate_ci95": wilson_interval(counts["failed"], judged_n),
+        **_by_category(judged_results),
+        **_verdict_provenance(judged_results, judge_run_stats),
+        "llm": llm,
+        "tokens": tokens,
+        "position_length_audit": position_length_audit(judged_results),
+        "permutations": permutation_summary(judged_results, threshold, permuted),
+        "agreement": _agreement(judged_results, threshold),
+        "human_agreement": human_agreement(judged_results, human_labels or []),
+        "execution": judge_run_stats.get("execution"),
+        "scoring_wall_s": judge_run_stats.get("wall_s"),
+    }
+
+
+def _by_category(judged_results: list[dict]) -> dict[str, Any]:
+    """``per_category`` (counts, failure rate with its Wilson interval), ``failure_modes``
+    overall and per category with failures."""
     per_cat: dict[str, Counter] = defaultdict(Counter)
     for r in judged_results:
         per_cat[r.get("category", "other")]["passed" if r["passed"] else "failed" if r["passed"] is False
@@ -164,42 +193,23 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
             "failure_rate": round(c["failed"] / judged_n, 4) if judged_n else None,
             "failure_rate_ci95": wilson_interval(c["failed"], judged_n),
         }
-    judged_n = passed + failed
-    llm = dict(judge_run_stats.get("llm") or {}) or None
-    tokens = llm.pop("tokens", None) if llm else None
-    permuted = llm.pop("permutations", None) if llm else None
+    failed = [r for r in judged_results if r["passed"] is False]
     return {
-        "items_in": len(judged_results),
-        "judged": judged_n,
-        "unjudged": unjudged,
-        "unjudged_by_reason": dict(Counter(str(r["judge"].get("reason"))[:120] for r in judged_results
-                                           if r["passed"] is None).most_common()),
-        "passed": passed,
-        "failed": failed,
-        "failure_threshold": threshold,
-        "failure_rate": round(failed / judged_n, 4) if judged_n else None,
-        "failure_rate_ci95": wilson_interval(failed, judged_n),
         "per_category": categories,
-        "failure_modes": dict(Counter(r.get("failure_mode") for r in judged_results
-                                      if r["passed"] is False).most_common()),
-        "failure_modes_per_category": {c: dict(Counter(r.get("failure_mode") for r in judged_results
-                                                       if r["passed"] is False and r.get("category", "other") == c)
-                                               .most_common()) for c in categories if categories[c]["failed"]},
+        "failure_modes": dict(Counter(r.get("failure_mode") for r in failed).most_common()),
+        "failure_modes_per_category": {c: dict(Counter(r.get("failure_mode") for r in failed
+                                                       if r.get("category", "other") == c).most_common())
+                                       for c in categories if categories[c]["failed"]},
+    }
+
+
+def _verdict_provenance(judged_results: list[dict], judge_run_stats: dict) -> dict[str, Any]:
+    """Where verdicts came from (source, rule, status) and which judge gave them."""
+    return {
         "verdicts_by_source": dict(Counter(r["judge"]["source"] for r in judged_results
                                            if verdict_ok(r)).most_common()),
         "verdicts_by_rule": dict(Counter(r["judge"].get("rule") for r in judged_results
                                          if verdict_ok(r)).most_common()),
-        "status": dict(status),
-        "strategy": judge_run_stats.get("strategy"),
-        "fallback": judge_run_stats.get("fallback"),
-        "judge_model": judge_run_stats.get("judge_model"),
-        "judge_endpoint": judge_run_stats.get("judge_endpoint"),
-        "llm": llm,
-        "tokens": tokens,
-        "position_length_audit": position_length_audit(judged_results),
-        "permutations": permutation_summary(judged_results, threshold, permuted),
-        "agreement": _agreement(judged_results, threshold),
-        "human_agreement": human_agreement(judged_results, human_labels or []),
-        "execution": judge_run_stats.get("execution"),
-        "scoring_wall_s": judge_run_stats.get("wall_s"),
+        "status": dict(Counter(r["judge"]["status"] for r in judged_results)),
+        **{k: judge_run_stats.get(k) for k in ("strategy", "fallback", "judge_model", "judge_endpoint")},
     }
