@@ -91,3 +91,33 @@ def test_local_server_env_with_a_real_llama_cpp_server(tmp_project, allow_local_
     # the same run again: every valid verdict comes from the cache, no item with one is re-sent
     again = run_judging(tmp_project, "local_server", params)
     assert again["llm"]["cache_hits"] == summary["verdicts_by_source"].get("llm", 0)
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (Path(__file__).parents[1] / "conf").iterdir()
+                                        if p.is_dir() and p.name not in ("base", "local")))
+def test_every_environment_resolves_its_pipelines_inputs(env, project_root, monkeypatch):
+    """Each environment's catalog and parameters load, every input of the default pipeline
+    (and of two_models in its environment) is declared, the typed parameter groups accept the
+    merged parameters, and loading the models builds nothing."""
+    from kedro.framework.project import pipelines
+
+    from phase1b_kedro.judging.strategies import JudgingSettings
+    from phase1b_kedro.labeling import LabelingSettings
+    from phase1b_kedro.pipelines.generation.nodes import GenerationSettings
+
+    monkeypatch.chdir(project_root)
+    bootstrap_project(project_root)
+    with KedroSession.create(project_path=project_root, env=env) as session:
+        context = session.load_context()
+        catalog, params = context.catalog, context.params
+        names = ["__default__", "threshold"] + (["two_models"] if env == "two_models" else [])
+        for name in names:
+            missing = [d for d in pipelines[name].inputs() if not d.startswith("params:")
+                       and d not in catalog and catalog.get(d) is None]
+            assert missing == [], (name, missing)
+        JudgingSettings.from_params(params["judging"])
+        LabelingSettings.from_params(params["labeling"])
+        GenerationSettings.from_params(params["generation"])
+        for model in ("judge_model", "generation_model"):
+            client = catalog.load(model)
+            assert client._client is None and client.describe()["model"]   # lazy: nothing built yet

@@ -26,11 +26,12 @@ def runs(fixed: int = 25, broken: int = 25, still_failing: int = 25, still_passi
     return base, cur
 
 
-def run_pipeline(baseline, current, patterns=None) -> dict:
+def run_pipeline(baseline, current, patterns=None, pattern_rates=None) -> dict:
     catalog = DataCatalog({"run_comparison": Kept(), "run_comparison_chart": Kept()})
     catalog["baseline_judged_results"] = baseline
     catalog["judged_results"] = current
     catalog["patterns"] = patterns or {"patterns": []}
+    catalog["pattern_rates"] = pattern_rates or {"patterns": {}}
     SequentialRunner().run(create_pipeline(), catalog)
     return {name: catalog.load(name) for name in ("run_comparison", "run_comparison_chart")}
 
@@ -80,3 +81,76 @@ def test_no_baseline_and_duplicate_ids():
     with pytest.raises(Exception, match="twice"):
         run_pipeline(base + base[:1], cur)
     assert transition(None, {"passed": True}) == "only_current"
+
+
+def test_records_that_pass_now_count_in_their_nearest_pattern():
+    """A fixed record is in no cluster of this run's failures; pattern_rates assigned it to
+    the nearest pattern, and the per-pattern comparison counts it there."""
+    base, cur = runs(fixed=3, broken=2, still_failing=2, still_passing=1)
+    patterns = {"patterns": [{"pattern_id": "P01", "cluster_id": "c0", "member_ids": ["r003", "r004", "r005"]},
+                             {"pattern_id": "P02", "cluster_id": "c1", "member_ids": ["r006"]}]}
+    rates = {"patterns": {"c0": {"pass_ids": ["r000", "r001"]}, "c1": {"pass_ids": ["r002", "r007"]}}}
+    per = run_pipeline(base, cur, patterns, rates)["run_comparison"]["per_pattern"]
+    assert (per["P01"]["fixed"], per["P01"]["broken"], per["P01"]["still_failing"]) == (2, 2, 1)
+    assert (per["P02"]["fixed"], per["P02"]["still_failing"], per["P02"]["still_passing"]) == (1, 1, 1)
+    without = run_pipeline(base, cur, patterns)["run_comparison"]["per_pattern"]
+    assert without["P01"]["fixed"] == 0          # failures only: the fixed ones are nowhere
+
+
+class _Answers:
+    """A model whose answer to prompt ``i`` is right (the reference) where ``right(i)``."""
+
+    def __init__(self, name: str, right):
+        self.name, self.backend, self.right = name, "scripted", right
+
+    def describe(self):
+        return {"model": self.name, "backend": self.backend}
+
+    def generate(self, convs, config, progress=None):
+        from phase1b_kedro.llm import ChatResult
+
+        out = []
+        for c in convs:
+            i = int(c[-1]["content"].split()[-1].rstrip("?"))
+            out.append(ChatResult(text=f"The answer is {i * 7 if self.right(i) else i * 7 + 1}.", tokens_out=5))
+        return out
+
+
+def test_two_models_generated_judged_and_compared_in_one_run(tmp_path):
+    """The two_models pipeline's shape: generation + judging for the model under test and, in
+    the baseline namespace, for a second model, then compare. 25 of each transition."""
+    from kedro.io import MemoryDataset
+
+    from phase1b_kedro.pipelines.baseline import create_pipeline as baseline
+    from phase1b_kedro.pipelines.generation import create_pipeline as generation
+    from phase1b_kedro.pipelines.judging import create_pipeline as judging
+    from phase1b_kedro.resource_datasets import CheckpointDataset
+    from tests.conftest import load_params
+    from tests.support import judge_resources
+
+    records = [{"id": f"q{i:03d}", "category": CATS[i % 2], "prompt": f"What is 7 times {i}?",
+                "messages": [{"role": "user", "content": f"What is 7 times {i}?"}], "reference": str(i * 7),
+                "source": "test", "meta": {}} for i in range(100)]
+    # current right on 0-24 (fixed) and 75-99 (still passing); baseline right on 25-49 (broken) and 75-99
+    current = _Answers("tuned", lambda i: i < 25 or i >= 75)
+    base_model = _Answers("base", lambda i: 25 <= i < 50 or i >= 75)
+    params, resources = judge_resources(load_params("judging"))
+    outputs = ["judged_results", "baseline_judged_results", "run_comparison", "baseline.judge_summary",
+               "judge_summary", "baseline.model_outputs", "run_comparison_chart"]
+    catalog = DataCatalog({name: Kept() for name in outputs} | resources | {
+        "generation_model": MemoryDataset(current, copy_mode="assign"),
+        "baseline.generation_model": MemoryDataset(base_model, copy_mode="assign"),
+        "generation_checkpoint": CheckpointDataset(str(tmp_path / "ckpt"))})
+    catalog["test_dataset"] = records
+    catalog["human_labels"] = []
+    catalog["patterns"] = {"patterns": []}
+    catalog["pattern_rates"] = {"patterns": {}}
+    catalog["params:generation"] = load_params("generation")
+    catalog["params:judging"] = params
+    catalog["params:judging.failure_threshold"] = params["failure_threshold"]
+    SequentialRunner().run(generation() + judging() + baseline() + create_pipeline(), catalog)
+    o = catalog.load("run_comparison")["overall"]
+    assert (o["fixed"], o["broken"], o["still_failing"], o["still_passing"]) == (25, 25, 25, 25)
+    assert o["mcnemar_p"] == pytest.approx(1.0)
+    assert {r["generation"]["model"] for r in catalog.load("baseline.model_outputs")} == {"base"}
+    assert catalog.load("judge_summary")["passed"] == catalog.load("baseline.judge_summary")["passed"] == 50

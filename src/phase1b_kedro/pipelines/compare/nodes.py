@@ -10,14 +10,17 @@ from phase1b_kedro.comparison import compare
 from phase1b_kedro.reporting import run_comparison_figure
 
 
-def compare_runs(baseline_judged_results: list[dict], judged_results: list[dict], patterns: dict) -> dict[str, Any]:
+def compare_runs(baseline_judged_results: list[dict], judged_results: list[dict], patterns: dict,
+                 pattern_rates: dict | None = None) -> dict[str, Any]:
     """Fixed, broken, still failing, still passing per category and per pattern, with McNemar tests.
 
     Args:
         baseline_judged_results: The earlier run's ``judged_results`` (empty: no baseline given).
         judged_results: This run's.
-        patterns: This run's labeled patterns; a record belongs to the pattern that holds it
-            as a failure in this run (records that pass now are in no pattern).
+        patterns: This run's labeled patterns; a record that fails now belongs to the pattern
+            that holds it.
+        pattern_rates: This run's passing records assigned to their nearest pattern (the
+            clustering stage); a record that passes now (e.g. ``fixed``) counts in that pattern.
 
     Returns:
         ``run_comparison``: ``baseline_given``, ``records``, ``overall``, ``per_category``,
@@ -26,7 +29,7 @@ def compare_runs(baseline_judged_results: list[dict], judged_results: list[dict]
     if not baseline_judged_results:
         return {"baseline_given": False,
                 "note": "no baseline: put an earlier run's judged_results at baseline_judged_results"}
-    pattern_of = {i: p["pattern_id"] for p in patterns.get("patterns", []) for i in p["member_ids"]}
+    pattern_of = _pattern_membership(patterns, pattern_rates or {})
 
     def category(before: dict | None, after: dict | None) -> list[str]:
         return [(after or before or {}).get("category", "other")]
@@ -37,6 +40,15 @@ def compare_runs(baseline_judged_results: list[dict], judged_results: list[dict]
 
     result = compare(baseline_judged_results, judged_results, {"per_category": category, "per_pattern": pattern})
     return {"baseline_given": True, **result}
+
+
+def _pattern_membership(patterns: dict, pattern_rates: dict) -> dict[str, str]:
+    """Record id -> pattern id: failures by cluster membership, passes by nearest pattern."""
+    rates = pattern_rates.get("patterns", {})
+    member = {i: p["pattern_id"] for p in patterns.get("patterns", []) for i in p["member_ids"]}
+    passes = {i: p["pattern_id"] for p in patterns.get("patterns", [])
+              for i in (rates.get(p.get("cluster_id")) or {}).get("pass_ids", [])}
+    return {**passes, **member}
 
 
 def plot_run_comparison(run_comparison: dict[str, Any]) -> go.Figure:

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=compare_runs,
-                inputs=["baseline_judged_results", "judged_results", "patterns"],
+                inputs=["baseline_judged_results", "judged_results", "patterns", "pattern_rates"],
                 outputs="run_comparison",
                 name="compare_runs_node",
             ),
