@@ -33,8 +33,8 @@ from sklearn.metrics import cohen_kappa_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from phase1b_kedro.judging.strategies import score_records  # noqa: E402
-from phase1b_kedro.judging.verifiable import reference_answer  # noqa: E402
+from phase1b_kedro.judges.strategies import score_records  # noqa: E402
+from phase1b_kedro.judges.verifiable import reference_answer  # noqa: E402
 from phase1b_kedro.records import FieldConfig, Normalised, normalise  # noqa: E402
 
 RESTATE = ["The answer is {a}.", "After working through it, the final answer is **{a}**.", "ANSWER: {a}",

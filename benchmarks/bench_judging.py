@@ -38,9 +38,9 @@ os.environ.pop("TRANSFORMERS_OFFLINE", None)
 
 import yaml  # noqa: E402
 
-from phase1b_kedro.judging import verifiable  # noqa: E402
-from phase1b_kedro.judging.cache import VerdictCache  # noqa: E402
-from phase1b_kedro.judging.strategies import score_records  # noqa: E402
+from phase1b_kedro.judges import verifiable  # noqa: E402
+from phase1b_kedro.judges.cache import VerdictCache  # noqa: E402
+from phase1b_kedro.judges.strategies import score_records  # noqa: E402
 from phase1b_kedro.llm import LazyClient  # noqa: E402
 from tests.llama_server import llama_cpp_server  # noqa: E402
 

@@ -139,9 +139,9 @@ def generation_rate(url: str, concurrency: int, n: int, transport: str) -> float
 
 def judging_rate(url: str, concurrency: int, calls: int, batch_size: int, transport: str, tmp: Path) -> float:
     """Judge calls/s of ``LLMJudge.judge`` (``llm_batch``, 2 canaries per call, SQLite cache)."""
-    from phase1b_kedro.judging.cache import VerdictCache
-    from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
-    from phase1b_kedro.judging.protocol import JudgeItem
+    from phase1b_kedro.judges.cache import VerdictCache
+    from phase1b_kedro.judges.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
+    from phase1b_kedro.judges.protocol import JudgeItem
 
     n = calls * batch_size
     items = [JudgeItem(prompt=f"Explain idea {i} in a paragraph. " * 4, reference=f"Idea {i} is about " + "words " * 60,
@@ -175,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
-    from phase1b_kedro.judging import llm_judge
+    from phase1b_kedro.judges import llm_judge
 
     logging.disable(logging.WARNING)
     bar = llm_judge.tqdm

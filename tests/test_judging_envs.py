@@ -11,7 +11,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from phase1b_kedro.judging.protocol import response_schema
+from phase1b_kedro.judges.protocol import response_schema
 from tests.conftest import copy_project
 from tests.fake_judge_server import FakeJudge, parse_items
 from tests.pipelines.judging.test_pipeline import make_records
@@ -101,8 +101,8 @@ def test_every_environment_resolves_its_pipelines_inputs(env, project_root, monk
     merged parameters, and loading the models builds nothing."""
     from kedro.framework.project import pipelines
 
-    from phase1b_kedro.judging.strategies import JudgingSettings
-    from phase1b_kedro.labeling import LabelingSettings
+    from phase1b_kedro.judges.strategies import JudgingSettings
+    from phase1b_kedro.labeler import LabelingSettings
     from phase1b_kedro.pipelines.generation.nodes import GenerationSettings
 
     monkeypatch.chdir(project_root)

@@ -1,7 +1,7 @@
 """SQLite cache of LLM results, keyed by everything that determines them.
 
 :class:`ResponseCache` keeps JSON values by key (e.g. cluster labels written by the labeling
-model); :class:`phase1b_kedro.judging.cache.VerdictCache` adds the verdict tables on the same
+model); :class:`phase1b_kedro.judges.cache.VerdictCache` adds the verdict tables on the same
 mechanism. Only valid results are written (errors are never cached), each as soon as it is
 known, so a killed run resumes without asking the model again. WAL mode lets a reader open
 the file while a run writes it. Keys come from :func:`phase1b_kedro.keys.stable_key`.

@@ -95,7 +95,7 @@ class JudgedRecord(ScoredRecord):
     """After the threshold (``judged_results``; ``failures`` are those with ``passed`` false)."""
 
     passed: bool | None
-    failure_mode: str | None  # phase1b_kedro.judging.modes.FailureMode, for failures
+    failure_mode: str | None  # phase1b_kedro.judges.modes.FailureMode, for failures
 
 
 class RejectedRecord(TypedDict, total=False):

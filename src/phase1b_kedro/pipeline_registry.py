@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
+
+from phase1b_kedro.pipelines import (
+    baseline,
+    clustering,
+    compare,
+    generation,
+    judging,
+    labeling,
+    reporting,
+    sampling,
+    threshold,
+)
+
+#: The stages of the default chain, in data order (Kedro orders the nodes by their datasets).
+STAGES = {"sampling": sampling, "generation": generation, "judging": judging, "clustering": clustering,
+          "labeling": labeling, "compare": compare, "reporting": reporting}
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
 
+    Listed here rather than discovered with ``find_pipelines``: since Kedro 1.7 that loads only
+    the package named by ``--pipeline``, and ``__default__`` and ``two_models`` are built from
+    several packages.
+
     Returns:
-        A mapping from pipeline names to ``Pipeline`` objects; ``__default__`` chains
-        every stage (Kedro resolves the order from the datasets they share); ``threshold``
-        re-applies the failure threshold to stored scores (zero judge calls); ``two_models``
-        adds the ``baseline`` namespace (a second model generated and judged on the same
-        sample, compared with the first in ``run_comparison``).
+        A mapping from pipeline names to ``Pipeline`` objects: one per stage; ``__default__``
+        chains every stage; ``threshold`` re-applies the failure threshold to stored scores
+        (zero judge calls); ``baseline`` generates and judges a second model on the same sample
+        (namespace ``baseline``) and ``two_models`` is the chain plus it, so that
+        ``run_comparison`` compares the two models (``kedro run --env two_models --pipeline
+        two_models``).
     """
-    pipelines = find_pipelines(raise_errors=True)
-    # threshold's nodes are judging's last two (the chain has them via judging); baseline needs
-    # a second model (conf/two_models), so it runs only in the two_models pipeline
-    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name not in ("threshold", "baseline")),
-                                   Pipeline([]))
+    pipelines = {name: module.create_pipeline() for name, module in STAGES.items()}
+    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["threshold"] = threshold.create_pipeline()
+    pipelines["baseline"] = baseline.create_pipeline()
     pipelines["two_models"] = pipelines["__default__"] + pipelines["baseline"]
     return pipelines

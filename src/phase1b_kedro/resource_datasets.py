@@ -17,7 +17,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from phase1b_kedro.cache import ResponseCache
 from phase1b_kedro.checkpoint import CheckpointStore
-from phase1b_kedro.judging.cache import VerdictCache
+from phase1b_kedro.judges.cache import VerdictCache
 from phase1b_kedro.llm.registry import LazyClient
 
 
@@ -109,7 +109,7 @@ class ResponseCacheDataset(_CacheDataset):
 
 
 class VerdictCacheDataset(_CacheDataset):
-    """The judge's verdicts by item key (:class:`~phase1b_kedro.judging.cache.VerdictCache`)."""
+    """The judge's verdicts by item key (:class:`~phase1b_kedro.judges.cache.VerdictCache`)."""
 
     cache_class = VerdictCache
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from phase1b_kedro.judging.cache import VerdictCache
+from phase1b_kedro.judges.cache import VerdictCache
 from tests.conftest import copy_project
 from tests.fake_judge_server import FakeJudge, Script, parse_items
 from tests.pipelines.judging.test_pipeline import make_records

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from phase1b_kedro.judging.protocol import JudgeItem, build_call
+from phase1b_kedro.judges.protocol import JudgeItem, build_call
 from tests.fake_judge_server import FakeJudge, Script, parse_items
 from tests.pipelines.judging.test_pipeline import honest, llm_params, make_records, run
 from tests.reliability.conftest import record

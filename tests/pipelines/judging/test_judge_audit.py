@@ -9,8 +9,8 @@ import statistics
 
 import pytest
 
-from phase1b_kedro.judging.audit import effect
-from phase1b_kedro.judging.llm_judge import LLMJudgeConfig
+from phase1b_kedro.judges.audit import effect
+from phase1b_kedro.judges.llm_judge import LLMJudgeConfig
 from tests.fake_judge_server import FakeJudge, Script, length_biased, parse_items, position_biased
 from tests.pipelines.judging.test_pipeline import assert_reconciles, honest, llm_params, make_records, run
 
@@ -243,7 +243,7 @@ def test_report_shows_the_audit_the_fallback_tokens_and_permutations(tmp_path, a
 def test_the_cache_keeps_places_in_a_table_older_code_ignores(tmp_path):
     import sqlite3
 
-    from phase1b_kedro.judging.cache import VerdictCache
+    from phase1b_kedro.judges.cache import VerdictCache
 
     path = tmp_path / "c.sqlite"
     with VerdictCache(path) as cache:

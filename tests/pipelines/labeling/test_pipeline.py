@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from phase1b_kedro.labeling import contamination_check, ctfidf_keywords, parse_label, plan_counts
+from phase1b_kedro.labeler import contamination_check, ctfidf_keywords, parse_label, plan_counts
 from phase1b_kedro.cache import ResponseCache
 from phase1b_kedro.llm import LazyClient
 from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embed_failures

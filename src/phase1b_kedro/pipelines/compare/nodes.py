@@ -7,7 +7,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from phase1b_kedro.comparison import compare
-from phase1b_kedro.reporting import run_comparison_figure
+from phase1b_kedro.report import run_comparison_figure
 
 
 def compare_runs(baseline_judged_results: list[dict], judged_results: list[dict], patterns: dict,

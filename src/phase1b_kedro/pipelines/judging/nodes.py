@@ -7,10 +7,10 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from phase1b_kedro.contract import verdict_ok
-from phase1b_kedro.judging.cache import VerdictCache
-from phase1b_kedro.judging.audit import permutation_summary, position_length_audit
-from phase1b_kedro.judging.modes import failure_mode
-from phase1b_kedro.judging.strategies import score_records
+from phase1b_kedro.judges.cache import VerdictCache
+from phase1b_kedro.judges.audit import permutation_summary, position_length_audit
+from phase1b_kedro.judges.modes import failure_mode
+from phase1b_kedro.judges.strategies import score_records
 from phase1b_kedro.llm import LLMClient
 from phase1b_kedro.records import CATEGORIES
 from phase1b_kedro.stats import wilson_interval
@@ -24,7 +24,7 @@ def score_outputs(model_outputs: list[dict], judge_model: LLMClient, judge_cache
         model_outputs: Records from the generation stage.
         judge_model: The LLM judge (catalog ``judge_model``; built only if an LLM judges).
         judge_cache: Valid LLM verdicts kept across runs (catalog ``judge_cache``); closed here.
-        params: The ``judging`` parameter group (:class:`~phase1b_kedro.judging.strategies.JudgingSettings`).
+        params: The ``judging`` parameter group (:class:`~phase1b_kedro.judges.strategies.JudgingSettings`).
 
     Returns:
         ``judge_scores`` (every input record plus ``score`` and ``judge``, in input order)
@@ -47,7 +47,7 @@ def score_outputs(model_outputs: list[dict], judge_model: LLMClient, judge_cache
 
 def apply_threshold(judge_scores: list[dict], failure_threshold: float) -> tuple[list[dict], list[dict]]:
     """Mark each scored record passed (score >= threshold) or failed, and give each failure
-    its ``failure_mode`` (:mod:`phase1b_kedro.judging.modes`); unjudged stay ``None``.
+    its ``failure_mode`` (:mod:`phase1b_kedro.judges.modes`); unjudged stay ``None``.
 
     Args:
         judge_scores: Output of :func:`score_outputs`.

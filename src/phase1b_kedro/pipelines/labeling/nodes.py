@@ -7,7 +7,7 @@ from typing import Any
 
 from phase1b_kedro.cache import ResponseCache
 from phase1b_kedro.clustering import UNCLUSTERED, failure_text
-from phase1b_kedro.labeling import (
+from phase1b_kedro.labeler import (
     LabelingSettings,
     PlanSettings,
     contamination_check,
@@ -40,7 +40,7 @@ def label_patterns(failures: list[dict], clusters: dict[str, Any], judge_model: 
         judge_model: The model that writes labels when ``labeling.llm.enabled`` (never
             called otherwise).
         label_cache: Labels already written, by request (catalog ``label_cache``); closed here.
-        params: The ``labeling`` parameter group (:class:`~phase1b_kedro.labeling.LabelingSettings`).
+        params: The ``labeling`` parameter group (:class:`~phase1b_kedro.labeler.LabelingSettings`).
         pattern_rates: Failure rate, interval and lift per cluster (clustering stage).
 
     Returns:
@@ -122,7 +122,7 @@ def plan_data_generation(patterns: dict[str, Any], failures: list[dict], params:
     Args:
         patterns: Output of :func:`label_patterns`.
         failures: Failed records (seed examples come from here).
-        params: The ``labeling`` group (``plan``: :class:`~phase1b_kedro.labeling.PlanSettings`).
+        params: The ``labeling`` group (``plan``: :class:`~phase1b_kedro.labeler.PlanSettings`).
         judged_results: Every judged record (the held-out passes come from here).
         pattern_rates: Passing records assigned to each pattern (clustering stage).
 

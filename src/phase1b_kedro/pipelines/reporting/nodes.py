@@ -11,32 +11,32 @@ import plotly.io as pio
 from jinja2 import Environment, select_autoescape
 from plotly.offline import get_plotlyjs
 
-from phase1b_kedro import reporting
+from phase1b_kedro import report
 
 
 def plot_failure_rates(judge_summary: dict) -> go.Figure:
     """Failure rate per category with Wilson 95% error bars."""
-    return reporting.failure_rate_figure(judge_summary)
+    return report.failure_rate_figure(judge_summary)
 
 
 def plot_score_distribution(judged_results: list[dict], failure_threshold: float) -> go.Figure:
     """Scores per category, with the threshold line."""
-    return reporting.score_distribution_figure(judged_results, float(failure_threshold))
+    return report.score_distribution_figure(judged_results, float(failure_threshold))
 
 
 def plot_verdict_sources(judged_results: list[dict]) -> go.Figure:
     """Verdict sources (verifiable / similarity / llm / unjudged) per category."""
-    return reporting.verdict_sources_figure(judged_results)
+    return report.verdict_sources_figure(judged_results)
 
 
 def plot_cluster_map(clusters: dict, patterns: dict, failures: list[dict]) -> go.Figure:
     """The 2-D failure map coloured by pattern."""
-    return reporting.cluster_map_figure(clusters, patterns, failures)
+    return report.cluster_map_figure(clusters, patterns, failures)
 
 
 def plot_pattern_sizes(patterns: dict) -> go.Figure:
     """Failures per pattern."""
-    return reporting.pattern_sizes_figure(patterns)
+    return report.pattern_sizes_figure(patterns)
 
 
 def _pct(value: float | None) -> str:

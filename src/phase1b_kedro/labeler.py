@@ -25,7 +25,7 @@ import numpy as np
 from phase1b_kedro.allocation import allocate
 from phase1b_kedro.cache import ResponseCache
 from phase1b_kedro.configs import load_config
-from phase1b_kedro.judging.modes import NOT_A_DATA_PROBLEM
+from phase1b_kedro.judges.modes import NOT_A_DATA_PROBLEM
 from phase1b_kedro.keys import stable_key
 from phase1b_kedro.llm import GenerationConfig, LLMClient
 from phase1b_kedro.params import string_list

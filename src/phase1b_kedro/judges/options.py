@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from phase1b_kedro.judging.extract import unwrap
-from phase1b_kedro.judging.text import normalise_answer
+from phase1b_kedro.judges.extract import unwrap
+from phase1b_kedro.judges.text import normalise_answer
 
 #: Letter -> normalised option text.
 Options = dict[str, str]

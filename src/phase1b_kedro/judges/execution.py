@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phase1b_kedro.configs import load_config
-from phase1b_kedro.judging.extract import FENCE_LINE, fenced_blocks, strip_reasoning
-from phase1b_kedro.judging.modes import execution_mode
-from phase1b_kedro.judging.sandbox import RunResult, Sandbox, SandboxConfig
-from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.judges.extract import FENCE_LINE, fenced_blocks, strip_reasoning
+from phase1b_kedro.judges.modes import execution_mode
+from phase1b_kedro.judges.sandbox import RunResult, Sandbox, SandboxConfig
+from phase1b_kedro.judges.verdict import Verdict
 
 _CODE_CHARS = re.compile(r"[()=\[\]{}:]")
 _CODE_LINE = re.compile(r"^(?:def |class |import |from \S+ import |@|if __name__|[A-Za-z_]\w*\s*=)")

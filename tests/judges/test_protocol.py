@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from phase1b_kedro.judging.protocol import JudgeItem, build_call, parse_response, response_format
+from phase1b_kedro.judges.protocol import JudgeItem, build_call, parse_response, response_format
 
 from tests.fake_judge_server import parse_items
 
@@ -82,7 +82,7 @@ def test_response_formats():
 
 
 def test_a_reply_cut_at_the_token_budget():
-    from phase1b_kedro.judging.protocol import CUT_REASON
+    from phase1b_kedro.judges.protocol import CUT_REASON
 
     cut = '[{"id": "a", "score": 7, "rationale": "fine"}, {"id": "b", "score": 1'   # b's 10 cut to 1
     parsed = parse_response(cut, ["a", "b", "c"], truncated=True)

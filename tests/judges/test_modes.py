@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from phase1b_kedro.judging.modes import failure_mode
-from phase1b_kedro.judging.verifiable import check
-from phase1b_kedro.labeling import fix_hint, mode_summary
+from phase1b_kedro.judges.modes import failure_mode
+from phase1b_kedro.judges.verifiable import check
+from phase1b_kedro.labeler import fix_hint, mode_summary
 from phase1b_kedro.pipelines.judging.nodes import apply_threshold
 
 MC = "Which one?\nA. red\nB. green\nC. blue"

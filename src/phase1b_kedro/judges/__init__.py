@@ -4,6 +4,6 @@
 pipeline calls; it returns a :class:`.verdict.Verdict` per record and the run's counters.
 """
 
-from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.judges.verdict import Verdict
 
 __all__ = ["Verdict"]

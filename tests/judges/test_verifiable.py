@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from phase1b_kedro.judging.text import last_number, normalise_answer, rouge_l, token_f1
-from phase1b_kedro.judging.verifiable import check, reference_answer, structured
+from phase1b_kedro.judges.text import last_number, normalise_answer, rouge_l, token_f1
+from phase1b_kedro.judges.verifiable import check, reference_answer, structured
 
 MC = "Which one?\nA. Specific tone\nB. Elapsed time\nC. Amplitude\nD. A two-tone signal\n"
 INLINE = "Why did Kai do this? A: Model for Kai; B: get the perfect shot; C: take pictures."

@@ -45,8 +45,8 @@ from tqdm.auto import tqdm
 
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.keys import stable_key
-from phase1b_kedro.judging.cache import VerdictCache
-from phase1b_kedro.judging.protocol import (
+from phase1b_kedro.judges.cache import VerdictCache
+from phase1b_kedro.judges.protocol import (
     CUT_REASON,
     TEMPLATE_HASH,
     Call,
@@ -56,7 +56,7 @@ from phase1b_kedro.judging.protocol import (
     parse_response,
     response_format,
 )
-from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.judges.verdict import Verdict
 from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient
 from phase1b_kedro.llm.tokens import TokenCounter
 

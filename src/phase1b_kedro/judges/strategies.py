@@ -27,13 +27,13 @@ from typing import Any
 from phase1b_kedro.allocation import allocate
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.contract import generation_ok
-from phase1b_kedro.judging import execution, verifiable
-from phase1b_kedro.judging.cache import VerdictCache
-from phase1b_kedro.judging.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
-from phase1b_kedro.judging.protocol import JudgeItem
-from phase1b_kedro.judging.sandbox import Sandbox
-from phase1b_kedro.judging.similarity import SimilarityConfig, score_similarity
-from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.judges import execution, verifiable
+from phase1b_kedro.judges.cache import VerdictCache
+from phase1b_kedro.judges.llm_judge import LLMJudge, LLMJudgeConfig, canary_pool
+from phase1b_kedro.judges.protocol import JudgeItem
+from phase1b_kedro.judges.sandbox import Sandbox
+from phase1b_kedro.judges.similarity import SimilarityConfig, score_similarity
+from phase1b_kedro.judges.verdict import Verdict
 from phase1b_kedro.llm import LLMClient
 
 logger = logging.getLogger(__name__)

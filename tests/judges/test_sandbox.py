@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from phase1b_kedro.judging.execution import ExecutionConfig, run_one
-from phase1b_kedro.judging.sandbox import Sandbox, SandboxConfig
+from phase1b_kedro.judges.execution import ExecutionConfig, run_one
+from phase1b_kedro.judges.sandbox import Sandbox, SandboxConfig
 
 LIMITS = SandboxConfig(cpu_s=2, wall_s=5, memory_mb=512, max_processes=16, max_output_bytes=100_000)
 

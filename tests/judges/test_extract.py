@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phase1b_kedro.judging.extract import committed_answer, repair_escapes, strip_reasoning, unwrap
+from phase1b_kedro.judges.extract import committed_answer, repair_escapes, strip_reasoning, unwrap
 
 
 @pytest.mark.parametrize(("text", "answer"), [

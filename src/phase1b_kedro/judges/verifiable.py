@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from phase1b_kedro.configs import load_config
-from phase1b_kedro.judging.extract import committed_answer, fenced_blocks, repair_escapes, strip_reasoning, unwrap
-from phase1b_kedro.judging.mathcheck import is_math, math_equal, units_differ
-from phase1b_kedro.judging.options import Options, letters_in, parse_options
-from phase1b_kedro.judging.text import first_number, last_number, normalise_answer
-from phase1b_kedro.judging.verdict import Verdict
+from phase1b_kedro.judges.extract import committed_answer, fenced_blocks, repair_escapes, strip_reasoning, unwrap
+from phase1b_kedro.judges.mathcheck import is_math, math_equal, units_differ
+from phase1b_kedro.judges.options import Options, letters_in, parse_options
+from phase1b_kedro.judges.text import first_number, last_number, normalise_answer
+from phase1b_kedro.judges.verdict import Verdict
 
 _SYMBOLS = re.compile(r"[*/+=<>^%$#@|\\{}\[\]()~`;]|(?<=\S)-(?=\S)")
 _CODE_START = re.compile(r"^\s*(?:SELECT|WITH|INSERT|UPDATE|DELETE|CREATE|def|class|import|from\s+\w+\s+import)\b"

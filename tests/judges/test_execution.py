@@ -7,8 +7,8 @@ import json
 import pytest
 
 from phase1b_kedro.code_tests import extract_tests
-from phase1b_kedro.judging.execution import ExecutionConfig, extract_code, run_one, run_tests
-from phase1b_kedro.judging.sandbox import Sandbox, SandboxConfig
+from phase1b_kedro.judges.execution import ExecutionConfig, extract_code, run_one, run_tests
+from phase1b_kedro.judges.sandbox import Sandbox, SandboxConfig
 from phase1b_kedro.records import FieldConfig, Normalised, normalise
 from tests.conftest import PROJECT_ROOT
 

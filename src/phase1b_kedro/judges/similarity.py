@@ -16,9 +16,9 @@ import numpy as np
 
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.embeddings import BUNDLED_MINILM, embed
-from phase1b_kedro.judging.text import rouge_l, token_f1
-from phase1b_kedro.judging.verdict import Verdict
-from phase1b_kedro.judging.verifiable import acceptable_answers
+from phase1b_kedro.judges.text import rouge_l, token_f1
+from phase1b_kedro.judges.verdict import Verdict
+from phase1b_kedro.judges.verifiable import acceptable_answers
 
 
 @dataclass(frozen=True)

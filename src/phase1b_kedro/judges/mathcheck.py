@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from phase1b_kedro.judging.extract import repair_escapes
+from phase1b_kedro.judges.extract import repair_escapes
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """SQLite verdict cache: one row per judged item, keyed by everything that determines it.
 
-The key (see :func:`phase1b_kedro.judging.llm_judge.LLMJudge.item_key`) hashes the judge
+The key (see :func:`phase1b_kedro.judges.llm_judge.LLMJudge.item_key`) hashes the judge
 model, endpoint, prompt-template hash, decoding parameters, the protocol (batch or single)
 and the item's content (prompt, reference, acceptable answers, output), plus the permutation
 number for a verdict from a permuted re-judging call. Each row also keeps where the item sat in
