@@ -76,7 +76,19 @@ def allow_local_http(monkeypatch):
 @pytest.fixture
 def llama_server():
     """llama-cpp-python's OpenAI-compatible server on the bundled SmolLM2 GGUF, on 127.0.0.1."""
-    from tests.llama_server import llama_cpp_server
+    from tests.support.llama_server import llama_cpp_server
 
     with llama_cpp_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def smollm2_client():
+    """The bundled SmolLM2 through the transformers backend, loaded once (CPU, 4 prompts per batch)."""
+    from phase1b_kedro.llm import make_client
+    from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2
+
+    c = make_client("transformers", BUNDLED_SMOLLM2,
+                    {"model_dir": str(PROJECT_ROOT / "data" / "06_models"), "batch_size": 4, "device": "cpu"})
+    c.load()
+    return c

@@ -13,8 +13,8 @@ from kedro.framework.startup import bootstrap_project
 
 from phase1b_kedro.judges.protocol import response_schema
 from tests.conftest import copy_project
-from tests.fake_judge_server import FakeJudge, parse_items
-from tests.pipelines.judging.test_pipeline import make_records
+from tests.support.fake_judge_server import FakeJudge, parse_items
+from tests.support.judging import make_records
 
 OUTPUTS = ("judge_scores.jsonl", "judged_results.jsonl", "failures.jsonl", "judge_summary.json")
 

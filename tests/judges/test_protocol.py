@@ -6,7 +6,7 @@ import json
 
 from phase1b_kedro.judges.protocol import JudgeItem, build_call, parse_response, response_format
 
-from tests.fake_judge_server import parse_items
+from tests.support.fake_judge_server import parse_items
 
 
 def items(n: int) -> list[JudgeItem]:

@@ -18,8 +18,8 @@ import pytest
 
 from phase1b_kedro.judges.cache import VerdictCache
 from tests.conftest import copy_project
-from tests.fake_judge_server import FakeJudge, Script, parse_items
-from tests.pipelines.judging.test_pipeline import make_records
+from tests.support.fake_judge_server import FakeJudge, Script, parse_items
+from tests.support.judging import make_records
 from tests.reliability.conftest import record
 
 

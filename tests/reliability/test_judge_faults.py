@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.fake_judge_server import FakeJudge, Script, parse_items
-from tests.pipelines.judging.test_pipeline import FAULTS, _first_request_only, honest, llm_params, make_records, run
+from tests.support.fake_judge_server import FakeJudge, Script, parse_items
+from tests.support.judging import FAULTS, _first_request_only, honest, llm_params, make_records, run
 from tests.reliability.conftest import record
 
 N, BATCH, MAX_RETRIES = 8, 4, 3

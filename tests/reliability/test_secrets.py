@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import copy_project
-from tests.fake_judge_server import FakeJudge
+from tests.support.fake_judge_server import FakeJudge
 from tests.reliability.conftest import record
 
 MARKER = "hf_SECRETMARKER_do_not_leak_4c1d"

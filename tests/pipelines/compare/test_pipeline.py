@@ -126,7 +126,7 @@ def test_two_models_generated_judged_and_compared_in_one_run(tmp_path):
     from phase1b_kedro.pipelines.judging import create_pipeline as judging
     from phase1b_kedro.resource_datasets import CheckpointDataset
     from tests.conftest import load_params
-    from tests.support import judge_resources
+    from tests.support.factories import judge_resources
 
     records = [{"id": f"q{i:03d}", "category": CATS[i % 2], "prompt": f"What is 7 times {i}?",
                 "messages": [{"role": "user", "content": f"What is 7 times {i}?"}], "reference": str(i * 7),

@@ -1,15 +1,14 @@
-"""Generation: the real bundled model, batching == one-at-a-time, resume, error paths, HTTP backend."""
+"""Generation node: every record answered, resume after a kill, isolated and systemic errors,
+a real llama.cpp server, the CLI without the model."""
 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from phase1b_kedro.checkpoint import CheckpointStore
-from phase1b_kedro.llm import ChatResult, GenerationConfig, LazyClient, make_client, static_batch
+from phase1b_kedro.llm import ChatResult, GenerationConfig, LazyClient
 from phase1b_kedro.llm.transformers_backend import BUNDLED_SMOLLM2
 from phase1b_kedro.pipelines.generation.nodes import GenerationError, generate_outputs
 
@@ -24,12 +23,9 @@ def record(i: int, prompt: str) -> dict:
             "prompt": prompt, "reference": "x", "source": "test", "meta": {}}
 
 
-@pytest.fixture(scope="module")
-def client(project_root):
-    c = make_client("transformers", BUNDLED_SMOLLM2,
-                    {"model_dir": str(project_root / "data" / "06_models"), "batch_size": 4, "device": "cpu"})
-    c.load()
-    return c
+@pytest.fixture
+def client(smollm2_client):
+    return smollm2_client
 
 
 @pytest.fixture
@@ -41,91 +37,6 @@ def params() -> dict:
 @pytest.fixture
 def store(tmp_path) -> CheckpointStore:
     return CheckpointStore(tmp_path / "ckpt")
-
-
-def test_real_model_generates_and_batching_equals_single(client):
-    config = GenerationConfig(max_new_tokens=12)
-    convs = [[{"role": "user", "content": p}] for p in PROMPTS]
-    batched = client.generate(convs, config)
-    single = [client.generate([c], config)[0] for c in convs]
-    assert [r.text for r in batched] == [r.text for r in single]
-    assert all(r.status == "ok" and r.text and 0 < r.tokens_out <= 12 for r in batched)
-    assert {r.finish_reason for r in batched} <= {"stop", "length"}
-    assert "paris" in batched[1].text.lower()
-
-
-MIXED = ["Reply with one word: the capital of France?", "Say OK.",
-         "Write a long, detailed story about a lighthouse keeper who finds a map. " * 6,
-         "Explain, step by step, how to compute 17 * 23.", "Is 7 prime? Answer yes or no.",
-         "List ten animals, one per line.", "Translate 'good morning' into Spanish.", "What is 2+2?"]
-
-
-def plain_generate(client, prompt: str, max_new_tokens: int) -> list[int]:
-    """One prompt through plain ``model.generate`` (the reference the batched path must match)."""
-    import torch
-
-    ids, _ = client.encode([{"role": "user", "content": prompt}], 512)
-    with torch.inference_mode():
-        row = client.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False,
-                                    temperature=None, top_p=None, top_k=None,
-                                    pad_token_id=client.tokenizer.pad_token_id)[0, len(ids):].tolist()
-    return static_batch.cut_at_eos(row, client.eos_ids)[0]
-
-
-def test_static_batch_matches_plain_generate_with_rows_dropped_midway(client):
-    """Prompts of 20-400 tokens, some stopping after a few tokens, others running to the limit."""
-    import torch
-
-    assert static_batch.supports(client.model)
-    prompts = [client.encode([{"role": "user", "content": p}], 512)[0] for p in MIXED]
-    with torch.inference_mode():
-        got = static_batch.generate_batch(client.model, prompts, static_batch.Decoding(
-            max_new_tokens=24, eos_ids=client.eos_ids, prefill_tokens=512))
-    want = [plain_generate(client, p, 24) for p in MIXED]
-    assert [tokens for tokens, _ in got] == want
-    finishes = [finish for _, finish in got]
-    assert "stop" in finishes and "length" in finishes  # rows left the batch while others went on
-    assert all((f == "length") == (len(t) == 24) for t, f in got)
-
-
-def test_padded_generate_fallback_gives_the_same_answers(client):
-    config = GenerationConfig(max_new_tokens=12)
-    convs = [[{"role": "user", "content": p}] for p in MIXED]
-    fast = client.generate(convs, config)
-    client._static = False  # as for a model static_batch does not support
-    try:
-        padded = client.generate(convs, config)
-    finally:
-        client._static = None
-    assert [(r.text, r.finish_reason, r.tokens_out) for r in padded] == \
-        [(r.text, r.finish_reason, r.tokens_out) for r in fast]
-
-
-def test_sampling_is_reproducible_per_prompt_whatever_the_batch(client):
-    config = GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
-    convs = [[{"role": "user", "content": p}] for p in MIXED]
-    alone = client.generate(convs[:1], config)[0].text
-    in_batch = client.generate(convs, config)[0].text
-    assert alone == in_batch
-    other_seed = [client.generate(convs[:1], GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=0.95,
-                                                              seed=s))[0].text for s in (1, 2, 3)]
-    assert len({alone, *other_seed}) > 1  # the seed matters
-
-
-def test_prefill_groups_and_row_seeds():
-    assert static_batch.prefill_groups([100, 95, 50, 90, 10], max_tokens=1000, max_padding=0.125) == \
-        [[0, 1, 3], [2], [4]]
-    assert static_batch.prefill_groups([100, 100, 100], max_tokens=250, max_padding=0.5) == [[0, 1], [2]]
-    assert static_batch.row_seed(1, [5, 6]) == static_batch.row_seed(1, [5, 6]) != static_batch.row_seed(2, [5, 6])
-
-
-def test_truncation_and_empty_prompt(client):
-    config = GenerationConfig(max_new_tokens=4, max_input_tokens=16)
-    long = [{"role": "user", "content": "word " * 200}]
-    empty = [{"role": "user", "content": "   "}]
-    res_long, res_empty = client.generate([long, empty], config)
-    assert res_long.truncated_input and res_long.tokens_in == 16 and res_long.status == "ok"
-    assert res_empty.status == "error" and res_empty.error == "empty prompt" and res_empty.finish_reason == "error"
 
 
 def test_node_outputs_every_record_and_resumes_after_interruption(client, params, store, tmp_path):
@@ -251,58 +162,6 @@ def test_empty_test_set_and_bad_parameters_stop_naming_the_cause(params, store):
     with pytest.raises(ValueError, match=r"generation: unknown keys \['batch_size'\]"):
         generate_outputs([record(0, "hi")], _Scripted(lambda p: None), store, {**params, "batch_size": 4})
     assert GenerationConfig.from_params({"stop": "###"}).stop == ("###",)
-
-
-class _ChatHandler(BaseHTTPRequestHandler):
-    """A minimal OpenAI-compatible /v1/chat/completions endpoint; fails the first call with 429."""
-
-    calls = 0
-    bodies: list[dict] = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls += 1
-        type(self).bodies.append({"body": body, "auth": self.headers.get("Authorization")})
-        if type(self).calls == 1:
-            self.send_response(429)
-            self.send_header("Retry-After", "0")
-            self.end_headers()
-            return
-        text = "echo: " + body["messages"][-1]["content"]
-        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-                   "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                   "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_openai_compatible_backend_against_local_http_server(monkeypatch, allow_local_http):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = make_client("openai_compatible", "tiny", {"base_url": f"http://127.0.0.1:{server.server_port}/v1",
-                                                           "concurrency": 1, "max_retries": 2, "timeout_s": 10},
-                             api_key="secret-marker")
-        res = client.generate([[{"role": "user", "content": "hello"}], [{"role": "user", "content": ""}]],
-                              GenerationConfig(max_new_tokens=8))
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert res[0].status == "ok", res[0].error
-    assert res[0].text == "echo: hello" and res[0].tokens_out == 2
-    assert res[1].status == "error" and res[1].error == "empty prompt"
-    assert client.retries == 1 and client.requests_sent == 2  # the 429 was retried once
-    sent = _ChatHandler.bodies[-1]
-    assert sent["body"]["model"] == "tiny" and sent["body"]["max_tokens"] == 8
-    assert sent["auth"] == "Bearer secret-marker"
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import pytest
 
 from phase1b_kedro.judges.audit import effect
 from phase1b_kedro.judges.llm_judge import LLMJudgeConfig
-from tests.fake_judge_server import FakeJudge, Script, length_biased, parse_items, position_biased
-from tests.pipelines.judging.test_pipeline import assert_reconciles, honest, llm_params, make_records, run
+from tests.support.fake_judge_server import FakeJudge, Script, length_biased, parse_items, position_biased
+from tests.support.judging import assert_reconciles, honest, llm_params, make_records, run
 
 
 def varied_lengths(n: int, seed: int = 3) -> list[dict]:
@@ -217,14 +217,14 @@ def test_tokens_are_counted_when_the_endpoint_reports_none(tmp_path, allow_local
 def test_report_shows_the_audit_the_fallback_tokens_and_permutations(tmp_path, allow_local_http):
     from phase1b_kedro.pipelines.compare.nodes import plot_run_comparison
     from phase1b_kedro.pipelines.reporting import nodes as rn
-    from tests.test_browser import _report_inputs
+    from tests.support.report import report_inputs
 
     records = make_records(48)
     script = Script(score=position_biased(6.0), reject_formats={"json_schema"})
     with FakeJudge(script) as judge:
         out = run(records, llm_params(judge, tmp_path, items_per_call=12, permutations=2, structured_output="json_schema",
                                       price_per_million_tokens={"input": 0.5, "output": 1.5}))
-    d = _report_inputs()
+    d = report_inputs()
     html = rn.build_report(
         out["judge_summary"], d["generation"], d["clusters"], d["patterns"], d["plan"],
         rn.plot_failure_rates(d["summary"]), rn.plot_score_distribution(d["judged"], 7),

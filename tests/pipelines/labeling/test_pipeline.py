@@ -12,7 +12,7 @@ from phase1b_kedro.llm import LazyClient
 from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embed_failures
 from phase1b_kedro.pipelines.labeling.nodes import label_patterns, plan_data_generation, render_plan_markdown
 from tests.conftest import load_params
-from tests.fake_judge_server import FakeJudge, Script
+from tests.support.fake_judge_server import FakeJudge, Script
 from tests.pipelines.clustering.test_pipeline import planted
 
 
