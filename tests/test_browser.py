@@ -90,6 +90,13 @@ def test_kedro_viz_build_renders_the_pipeline(browser, tmp_path, project_root):
                    capture_output=True, timeout=300)
     site = build / "build"
     assert (site / "index.html").is_file() and (site / "api" / "main").is_file()
+    import json
+
+    graph = json.loads((site / "api" / "main").read_text())
+    layer_of = {n["name"]: n.get("layer") for n in graph["nodes"] if n["type"] == "data"}
+    for resource in ("generation_model", "judge_model", "judge_cache", "label_cache", "generation_checkpoint"):
+        assert layer_of.get(resource) == "models", resource            # models and caches are datasets
+    assert graph["layers"][:2] == ["raw", "models"]
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
