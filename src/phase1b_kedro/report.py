@@ -130,3 +130,26 @@ def run_comparison_figure(run_comparison: Mapping[str, Any]) -> go.Figure:
     title = "Before/after: transitions per category (exact McNemar p)" if run_comparison.get("baseline_given") \
         else "Before/after: no baseline run given"
     return _layout(fig, title, barmode="stack", yaxis={"title": "records"})
+
+
+def chart_html(fig: go.Figure) -> str:
+    """A figure as an HTML fragment for the report (plotly's JS is inlined once, by the page)."""
+    import plotly.io as pio
+
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"displaylogo": False})
+
+
+def render_report(**context: Any) -> str:
+    """``templates/report.html.j2`` rendered with ``context`` and plotly's JS inlined.
+
+    Every text from the data is escaped (Jinja2 autoescaping); the page needs no server and
+    no internet.
+    """
+    from importlib.resources import files
+
+    from jinja2 import Environment, select_autoescape
+    from plotly.offline import get_plotlyjs
+
+    template = Environment(autoescape=select_autoescape(default=True, default_for_string=True)).from_string(
+        files("phase1b_kedro").joinpath("templates/report.html.j2").read_text(encoding="utf-8"))
+    return template.render(**context, plotly_js=get_plotlyjs().replace("</script", "<\\/script"))

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from importlib.resources import files
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.io as pio
-from jinja2 import Environment, select_autoescape
-from plotly.offline import get_plotlyjs
 
 from phase1b_kedro import report
 
@@ -68,9 +64,7 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
     Returns:
         The report's HTML (every data text autoescaped by Jinja2).
     """
-    def chart(fig: go.Figure) -> str:
-        return pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"displaylogo": False})
-
+    chart = report.chart_html
     settings = clusters.get("settings", {})
     config = {
         "model": generation_stats.get("model"), "backend": generation_stats.get("backend"),
@@ -82,9 +76,7 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
                       f"{', '.join(clusters.get('embedding', {}).get('text_fields', []))}; "
                       f"stability ARI {(clusters.get('stability', {}).get('all') or {}).get('ari_mean')}",
     }
-    template = Environment(autoescape=select_autoescape(default=True, default_for_string=True)).from_string(
-        files("phase1b_kedro").joinpath("templates/report.html.j2").read_text(encoding="utf-8"))
-    return template.render(
+    return report.render_report(
         config=config, summary=judge_summary, llm=judge_summary.get("llm"), generation=generation_stats,
         patterns=patterns.get("patterns", []), n_patterns=patterns.get("n_patterns", 0), plan=data_generation_plan,
         plan_counts={e["pattern_id"]: e["examples_to_generate"] for e in data_generation_plan.get("patterns", [])},
@@ -93,6 +85,5 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
                 "pattern_sizes": chart(pattern_sizes_chart),
                 "comparison": chart(run_comparison_chart) if run_comparison.get("baseline_given") else ""},
         comparison=run_comparison,
-        plotly_js=get_plotlyjs().replace("</script", "<\\/script"), pct=_pct,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        pct=_pct, generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
