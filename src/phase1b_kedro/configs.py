@@ -19,9 +19,13 @@ def load_config(cls: type[T], params: Mapping[str, Any] | None, group: str, **ne
         **nested: Already-built values for nested groups (they replace the raw dicts).
 
     Raises:
-        ValueError: If the group has a key ``cls`` does not know (a typo would otherwise be
+        ValueError: If the group is not a mapping (e.g. ``labeling.llm: true`` where a group of
+            keys is expected), or has a key ``cls`` does not know (a typo would otherwise be
             ignored silently), naming the key and the known ones.
     """
+    if params is not None and not isinstance(params, Mapping):
+        known = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]
+        raise ValueError(f"{group} must be a group of keys {known}, got {type(params).__name__} {params!r}")
     params = dict(params or {})
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = set(params) - known
