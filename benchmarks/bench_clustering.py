@@ -79,7 +79,7 @@ def main() -> None:
     t_cluster = time.perf_counter() - t0
     t0 = time.perf_counter()
     patterns = label_patterns(records, clusters, LazyClient("transformers", "unused"), ResponseCache(None), lp)
-    plan = plan_data_generation(patterns, records, lp)
+    plan, _ = plan_data_generation(patterns, records, lp)   # (plan, held-out evaluation set)
     render_plan_markdown(plan)
     t_label = time.perf_counter() - t0
     total = t_embed + t_cluster + t_label
