@@ -79,7 +79,7 @@ def main() -> None:
     t_cluster = time.perf_counter() - t0
     t0 = time.perf_counter()
     patterns = label_patterns(records, clusters, LazyClient("transformers", "unused"), ResponseCache(None), lp)
-    plan = plan_data_generation(patterns, records, lp)
+    plan, _ = plan_data_generation(patterns, records, lp)   # (plan, held-out evaluation set)
     render_plan_markdown(plan)
     t_label = time.perf_counter() - t0
     total = t_embed + t_cluster + t_label
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"  labeling + plan (c-TF-IDF, offline)  {t_label:7.1f} s   -> {plan['allocated']} examples planned")
     print(f"  total                                {total:7.1f} s   target <= 90 s: {'OK' if total <= 90 else 'MISSED'}")
     t0 = time.perf_counter()
-    raw = cluster_failures_node(records, emb, {**cp, "reduce_dims": None})
+    raw = cluster_failures_node(records, emb, {**cp, "reducer": {"class": "phase1b_kedro.clustering.NoReduction"}})
     t_raw = time.perf_counter() - t0
     print(f"  baseline: clustering without PCA (384 dims) {t_raw:7.1f} s -> {raw['n_clusters']} clusters, "
           f"{raw['n_unclustered']} unclustered ({t_raw / t_cluster:.1f}x the reduced run)")

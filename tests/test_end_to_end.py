@@ -31,7 +31,7 @@ def tiny_run(tmp_path_factory, project_root):
     params = {
         "sampling": {"num_samples": 30, "min_per_category": 3},
         "generation": {"decoding": {"max_new_tokens": 12}},
-        "clustering": {"min_cluster_size": 3, "stability_runs": 2},
+        "clustering": {"clusterer": {"kwargs": {"min_cluster_size": 3}}, "stability": {"runs": 2}},
         "labeling": {"plan": {"total_examples": 200, "min_per_pattern": 5}},
     }
     cwd = os.getcwd()

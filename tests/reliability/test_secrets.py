@@ -25,7 +25,8 @@ def test_token_never_leaks_into_any_artefact(tmp_path, project_root, allow_local
     env["KEDRO_DISABLE_TELEMETRY"] = "1"
     with FakeJudge() as judge:
         params = (f"sampling.num_samples=18,sampling.min_per_category=3,generation.decoding.max_new_tokens=8,"
-                  f"judge_base_url={judge.base_url},judging.protocol.agreement_sample=4,clustering.min_cluster_size=3")
+                  f"judge_base_url={judge.base_url},judging.protocol.agreement_sample=4,"
+                  "clustering.clusterer.kwargs.min_cluster_size=3")
         run = subprocess.run([sys.executable, "-m", "kedro", "run", "--env", "judge_70b", "--params", params],
                              cwd=root, env=env, capture_output=True, timeout=900)
         assert run.returncode == 0, run.stderr.decode()[-3000:]

@@ -79,10 +79,13 @@ def test_clustering_is_deterministic(embedded):
     assert np.allclose(again["vectors"], emb["vectors"], atol=1e-6)
 
 
-@pytest.mark.parametrize("algorithm", ["kmeans", "agglomerative"])
-def test_other_algorithms(embedded, algorithm):
+@pytest.mark.parametrize("clusterer", [
+    {"class": "sklearn.cluster.KMeans", "kwargs": {"n_clusters": 4, "n_init": 10}},
+    {"class": "sklearn.cluster.AgglomerativeClustering", "kwargs": {"n_clusters": 4, "linkage": "ward"}},
+])
+def test_other_algorithms(embedded, clusterer):
     records, truth, emb, params = embedded
-    result = cluster_failures_node(records, emb, {**params, "algorithm": algorithm, "n_clusters": 4})
+    result = cluster_failures_node(records, emb, {**params, "clusterer": clusterer})
     label_of = {p["id"]: p["cluster_id"] for p in result["points"]}
     topic_ids = [i for i, t in enumerate(truth) if t >= 0]
     assert adjusted_rand_score([truth[i] for i in topic_ids], [label_of[records[i]["id"]] for i in topic_ids]) >= 0.8
@@ -105,8 +108,8 @@ def test_edge_cases():
     assert empty["n_clusters"] == 0 and empty["points"] == []
     two = cluster_failures([{"id": "a"}, {"id": "b"}], np.eye(2, 384, dtype=np.float32), config)
     assert two["n_unclustered"] == 2
-    with pytest.raises(ValueError):
-        ClusteringConfig.from_params({"algorithm": "dbscan"})
+    with pytest.raises(ValueError, match=r"clustering\.clusterer\.class: cannot import 'sklearn\.cluster\.Nope'"):
+        ClusteringConfig.from_params({"clusterer": {"class": "sklearn.cluster.Nope"}})
     with pytest.raises(ValueError):
         failure_text({"prompt": "x"}, ["prompt", "nonsense"])
     with pytest.raises(ValueError, match="do not match"):
