@@ -24,7 +24,9 @@ def report_inputs() -> dict:
                "verdicts_by_source": {"similarity": 8, "verifiable": 4}, "strategy": "hybrid",
                "fallback": "similarity", "judge_model": HOSTILE, "judge_endpoint": None, "llm": None,
                "agreement": None}
-    clusters = {"algorithm": "hdbscan", "settings": {"min_cluster_size": 5}, "stability": {"all": {"ari_mean": 0.9}},
+    clusters = {"algorithm": "hdbscan",
+                "settings": {"clusterer": {"class": "sklearn.cluster.HDBSCAN", "kwargs": {"min_cluster_size": 5}}},
+                "stability": {"all": {"ari_mean": 0.9}},
                 "embedding": {"text_fields": ["prompt"]},
                 "points": [{"id": r["id"], "cluster_id": "c01" if k < 4 else "unclustered", "x": k, "y": k % 3,
                             "category": r["category"], "score": r["score"]} for k, r in enumerate(failures)]}

@@ -35,6 +35,13 @@ def plot_pattern_sizes(patterns: dict) -> go.Figure:
     return report.pattern_sizes_figure(patterns)
 
 
+def _clusterer_size(settings: dict[str, Any]) -> str:
+    """The clusterer's size setting as run (``auto`` resolved), e.g. ``min_cluster_size 5``."""
+    kwargs = (settings.get("clusterer") or {}).get("kwargs") or {}
+    shown = [f"{k} {kwargs[k]}" for k in ("min_cluster_size", "n_clusters") if k in kwargs]
+    return ", ".join(shown) or "default settings"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
@@ -72,7 +79,7 @@ def build_report(judge_summary: dict, generation_stats: dict, clusters: dict, pa
         "fallback": judge_summary.get("fallback"), "judge": judge_summary.get("judge_model"),
         "endpoint": judge_summary.get("judge_endpoint"), "threshold": f"{judge_summary['failure_threshold']:g}",
         "env": run_info.get("env", "unknown"),
-        "clustering": f"{clusters.get('algorithm')} (min cluster size {settings.get('min_cluster_size')}) on "
+        "clustering": f"{clusters.get('algorithm')} ({_clusterer_size(settings)}) on "
                       f"{', '.join(clusters.get('embedding', {}).get('text_fields', []))}; "
                       f"stability ARI {(clusters.get('stability', {}).get('all') or {}).get('ari_mean')}",
     }
