@@ -24,6 +24,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,11 +39,17 @@ from phase1b_kedro.sampling import scan_input  # noqa: E402
 LAYOUTS = ("records", "sources", "mixed")
 
 
-def construction(layout: str, seed: int = 0) -> bytes:
-    """The bundled file with category fields as ``layout`` says (JSONL bytes)."""
+def construction(layout: str, seed: int = 0, rows: list[dict] | None = None,
+                 truth: dict[str, str] | None = None) -> bytes:
+    """``rows`` (default: the bundled file's) with category fields as ``layout`` says (JSONL bytes).
+
+    ``truth`` maps each row's ``source`` to its true category (default: the bundled sources').
+    """
     rng = random.Random(seed)
-    rows = [json.loads(line) for line in (ROOT / "data/01_raw/prompts.jsonl").open(encoding="utf-8")]
-    sources = sorted(EXPECTED_CATEGORY)
+    if rows is None:
+        rows = [json.loads(line) for line in (ROOT / "data/01_raw/prompts.jsonl").open(encoding="utf-8")]
+    truth = truth or EXPECTED_CATEGORY
+    sources = sorted(truth)
     rng.shuffle(sources)
     if layout == "records":
         share = dict.fromkeys(sources, 1 / 3)
@@ -60,19 +67,27 @@ def construction(layout: str, seed: int = 0) -> bytes:
     for row in rows:
         row.pop("category", None)
         if rng.random() < share[row["source"]]:
-            row["category"] = EXPECTED_CATEGORY[row["source"]]
+            row["category"] = truth[row["source"]]
         out.append(json.dumps(row, ensure_ascii=False))
     return ("\n".join(out) + "\n").encode()
 
 
-def measure(layout: str, rules: bool, seed: int = 0) -> dict:
-    """Accuracy of the inferred categories, per method, and the classifier's estimate."""
+def measure(layout: str, rules: bool, seed: int = 0, inference: dict | None = None) -> dict:
+    """Accuracy of the inferred categories, per method, and the classifiers' estimates.
+
+    ``inference`` overrides ``category_inference`` settings (e.g. ``{"classifier": False}``).
+    """
     params = yaml.safe_load((ROOT / "conf/base/parameters_sampling.yml").read_text())["sampling"]
     if not rules:
         params["category_rules"] = {}
-    scan = scan_input(construction(layout, seed), params)
+    params["category_inference"] = {**params["category_inference"], **(inference or {})}
+    return accuracy(scan_input(construction(layout, seed), params), EXPECTED_CATEGORY, layout, rules)
+
+
+def accuracy(scan: Any, truth_by_source: dict[str, str], layout: str, rules: bool) -> dict:
+    """The figures of one scan against each source's true category."""
     index = scan.index
-    truth = index["source"].astype(str).map(EXPECTED_CATEGORY)
+    truth = index["source"].astype(str).map(truth_by_source)
     right = truth == index["category"].astype(str)
     inferred = index["category_method"] != "field"
     labelled_sources = set(index.loc[~inferred, "source"].astype(str))
@@ -94,10 +109,13 @@ def measure(layout: str, rules: bool, seed: int = 0) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a category_inference setting, e.g. classifier=false (YAML value)")
     args = parser.parse_args()
+    inference = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     for layout in LAYOUTS:
         for rules in (False, True):
-            print(json.dumps(measure(layout, rules, args.seed)))
+            print(json.dumps(measure(layout, rules, args.seed, inference)))
 
 
 if __name__ == "__main__":
