@@ -161,8 +161,25 @@ class _Part:
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
     train: list[tuple] = field(default_factory=list)
     spill: str = ""
-    #: Index rows of this range (kept once the columns are merged and released).
+    #: Index rows of this range (kept once the columns are written out and released).
     count: int = 0
+
+    #: The index columns, their dtype in the index, and the file each is written to (``spill`` + name).
+    COLUMNS = (("line", np.int64), ("offset", np.int64), ("key", np.uint64), ("fmt", np.int8),
+               ("source", np.int64), ("field_cat", np.int8), ("id_from_source", np.int8))
+
+    def save_columns(self) -> None:
+        """Write the columns next to the spill and release them: they go back to the parent
+        through the disk, not through a pickled copy, and are merged one at a time."""
+        self.count = len(self.line)
+        for name, _ in self.COLUMNS:
+            with open(f"{self.spill}.{name}", "wb") as fh:
+                getattr(self, name).tofile(fh)
+            setattr(self, name, None)
+
+    def load_column(self, name: str, dtype: type) -> np.ndarray:
+        """One column written by :meth:`save_columns` (``count`` values)."""
+        return np.fromfile(f"{self.spill}.{name}", dtype=dtype)
 
 
 def _line_starts(raw: RawInput, n: int) -> list[int]:
@@ -256,14 +273,14 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             add_source(sources.setdefault(rec.source, len(sources)) if rec.source else -1)
             mapped = cfg_field(rec.source_category)
             add_field(_CAT_CODE[mapped] if mapped is not None else -1)
-            text = classifier_text(rec.messages, rec.prompt)
             if mapped is None:
-                write(orjson.dumps(text) + b"\n")
+                write(orjson.dumps(classifier_text(rec.messages, rec.prompt), option=orjson.OPT_APPEND_NEWLINE))
             elif len(train) < train_cap:
-                heapq.heappush(train, (-key, *text, rec.source, mapped))
+                heapq.heappush(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
             elif -key > train[0][0]:
-                heapq.heapreplace(train, (-key, *text, rec.source, mapped))
+                heapq.heapreplace(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
     part.lines = lines
+    part.save_columns()
     return part
 
 
@@ -382,10 +399,6 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
             parts, sha256 = _map(_scan_worker, list(zip(cuts[:-1], cuts[1:], strict=True)), workers,
                                  meanwhile=lambda: _meanwhile(raw, scanner, workers))
             index, rejected, blanks, lines, sources = _merge(parts)
-            for part in parts:  # the index holds them now
-                part.count = len(part.line)
-                part.line = part.offset = part.key = part.fmt = part.source = part.field_cat = None
-                part.id_from_source, part.ids = None, []
             if index.empty:
                 raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
             categories = _decide_categories(index, parts, sources, scanner, params, workers)
@@ -396,37 +409,40 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
 
 
 def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list[str]]:
-    """One index in input order from the ranges' parts (global line numbers, global source codes)."""
+    """One index in input order from the ranges' parts (global line numbers, global source codes).
+
+    Each column is allocated once at its final size (about 30 bytes per record in all, plus
+    the ids that records bring) and filled part by part from the files the workers wrote.
+    """
     sources: dict[str, int] = {}
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("line", "offset", "key", "fmt", "source", "field_cat",
-                                                             "id_from_source")}
+    bounds = np.cumsum([0] + [part.count for part in parts])
+    cols = {name: np.empty(bounds[-1], dtype=dtype) for name, dtype in _Part.COLUMNS}
     ids: list[str] = []
     rejected: list[dict] = []
     first = blanks = 0
-    for part in parts:
+    for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
         remap = np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int64)
-        columns["line"].append(np.frombuffer(part.line, dtype=np.int64) + first)
-        for name in ("offset", "key", "fmt", "field_cat", "id_from_source"):
-            columns[name].append(np.frombuffer(getattr(part, name), dtype=getattr(part, name).typecode))
-        columns["source"].append(remap[np.frombuffer(part.source, dtype=np.int64)])
+        for name, dtype in _Part.COLUMNS:
+            cols[name][lo:hi] = part.load_column(name, dtype)
+        cols["line"][lo:hi] += first
+        cols["source"][lo:hi] = remap[cols["source"][lo:hi]]
         ids.extend(part.ids)
+        part.ids = []
         rejected.extend({**r, "line": r["line"] + first} for r in part.rejected)
         first += part.lines
         blanks += part.blanks
-    cols = {k: np.concatenate(v) if v else np.array([], dtype=np.int64) for k, v in columns.items()}
-    from_source = cols["id_from_source"].astype(bool)
     index = pd.DataFrame({
-        "line": cols["line"].astype(np.int64),
-        "offset": cols["offset"].astype(np.int64),
+        "line": cols["line"],
+        "offset": cols["offset"],
         # Only ids the records bring are held ("" otherwise): a content-hash id is `h-` + key,
         # written out where needed, so millions of records do not cost millions of strings.
-        "id": pd.Series(ids, dtype=object),
-        "id_from_source": from_source,
-        "key": cols["key"].astype(np.uint64),
-        "format": pd.Categorical.from_codes(cols["fmt"].astype(np.int8), categories=list(FORMATS)),
-        "source_code": cols["source"].astype(np.int32),
-        "field_cat": cols["field_cat"].astype(np.int8),
-    })
+        "id": np.array(ids, dtype=object),
+        "id_from_source": cols["id_from_source"].view(np.bool_),
+        "key": cols["key"],
+        "format": pd.Categorical.from_codes(cols["fmt"], categories=list(FORMATS)),
+        "source_code": cols.pop("source").astype(np.int32),
+        "field_cat": cols["field_cat"],
+    }, copy=False)
     return index, rejected, blanks, first, list(sources)
 
 
@@ -578,12 +594,16 @@ def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]
     Returns:
         The de-duplicated index and the rejections (with line numbers and the kept id).
     """
-    dup_key = index["key"].duplicated(keep="first")
-    rest = index.loc[~dup_key]
+    keys, ids = index["key"], index["id"].to_numpy()
+    dup_key = keys.duplicated(keep="first").to_numpy()
+    # Only ids the records bring can be reused ("" stands for a content-hash id); masks, not
+    # copies of the index, so that millions of records cost a few bytes each here.
+    own = ~dup_key & index["id_from_source"].to_numpy()
+    dup_id = np.zeros(len(index), dtype=bool)
+    dup_id[own] = pd.Series(ids[own]).duplicated(keep="first").to_numpy()
     # The kept record's id, looked up only for the duplicated contents (a few, not millions).
-    kept = rest.loc[rest["key"].isin(index.loc[dup_key, "key"]), ["key", "id"]]
-    first_id_by_key = dict(zip(kept["key"].tolist(), kept["id"].tolist(), strict=True))
-    dup_id = rest["id"].duplicated(keep="first") & rest["id_from_source"]
+    kept = ~dup_key & keys.isin(keys[dup_key]).to_numpy()
+    first_id_by_key = dict(zip(keys[kept].tolist(), ids[kept].tolist(), strict=True))
     rejected = [
         {"line": int(line), "reason": "duplicate", "id": display_id(rec_id, key),
          "detail": f"same prompt and reference as id {display_id(first_id_by_key[int(key)], key)}"}
@@ -591,10 +611,10 @@ def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]
     ] + [
         {"line": int(line), "reason": "duplicate_id", "id": rec_id,
          "detail": "id already used by an earlier record with different content"}
-        for line, rec_id in rest.loc[dup_id, ["line", "id"]].itertuples(index=False)
+        for line, rec_id in index.loc[dup_id, ["line", "id"]].itertuples(index=False)
     ]
     rejected.sort(key=lambda r: r["line"])
-    return rest.loc[~dup_id].reset_index(drop=True), rejected
+    return index.loc[~(dup_key | dup_id)].reset_index(drop=True), rejected
 
 
 def allocate(population: Mapping[str, int], num_samples: int, min_per_category: int) -> dict[str, int]:
