@@ -362,7 +362,7 @@ def _workers(params: Mapping[str, Any], size: int) -> int:
 
 def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[list, Any]:
     """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work."""
-    if workers == 1 or len(jobs) == 1:
+    if workers == 1 or len(jobs) <= 1:
         results = [func(job) for job in jobs]
         return results, meanwhile() if meanwhile else None
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
@@ -466,21 +466,12 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     train_sources = [row[3] for row in train]
     labels = [row[4] for row in train]
     model = train_classifier(texts, train_sources, labels, settings, seed)
-    report = estimate_accuracy(texts, train_sources, labels, scanner.classifier, settings, seed)
-    report["classifier_trained"] = model is not None
-    # Within a source that has labelled records the classifier has seen its kind; elsewhere it
-    # is used only if the estimate with whole sources held out says it generalises.
-    unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
-        >= settings.classifier_unseen_min_accuracy
-    report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
-
     field = index["field_cat"].to_numpy()
     src = index["source_code"].to_numpy()
     n, undecided = len(index), field < 0
-    seen = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
-    seen[:] = unseen_ok
-    seen[[i for i, name in enumerate(sources) if name in set(train_sources)]] = True
-    use_model = undecided & seen[src] & (model is not None)
+    trained_on = set(train_sources)
+    known = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
+    known[[i for i, name in enumerate(sources) if name in trained_on]] = True
     per_source = np.bincount(src[undecided & (src >= 0)], minlength=len(sources) + 1)
     rate = np.minimum(1.0, settings.source_sample / np.maximum(per_source, 1))
     rate[-1] = 1.0  # records without a source: always
@@ -494,7 +485,7 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     rule_done = np.zeros(n, dtype=bool)
     _WORK.update(model=model, min_confidence=settings.classifier_min_confidence)
 
-    def run(model_rows: np.ndarray, rule_rows: np.ndarray) -> None:
+    def run(model_rows: np.ndarray, rule_rows: np.ndarray, meanwhile: Any = None) -> Any:
         jobs, first = [], 0
         for part in parts:
             rows = np.flatnonzero(undecided[first:first + part.count]) + first
@@ -502,14 +493,27 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
             if model_rows[rows].any() or rule_rows[rows].any():
                 jobs.append((rows, (part.spill, [sources[c] if c >= 0 else None for c in src[rows]],
                                     model_rows[rows], rule_rows[rows])))
-        results, _ = _map(_classify_worker, [job for _, job in jobs], workers)
+        results, extra = _map(_classify_worker, [job for _, job in jobs], workers, meanwhile)
         for (rows, _), (c, p, r, h, d) in zip(jobs, results, strict=True):
             done = rows[d]
             rule_cat[done], rule_hit[done], rule_done[done] = r[d], h[d], True
             asked = rows[model_rows[rows]]
             clf_cat[asked], clf_conf[asked] = c[model_rows[rows]], p[model_rows[rows]]
+        return extra
 
-    run(use_model, want_rules)
+    # Records of sources the classifier was trained on do not depend on the accuracy estimate:
+    # the workers classify them while this process computes it (cross-validation: seconds).
+    of_known = undecided & known[src]
+    report = run(of_known & (model is not None), want_rules & of_known,
+                 meanwhile=lambda: estimate_accuracy(texts, train_sources, labels, scanner.classifier, settings, seed))
+    report["classifier_trained"] = model is not None
+    # Within a source that has labelled records the classifier has seen its kind; elsewhere it
+    # is used only if the estimate with whole sources held out says it generalises.
+    unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
+        >= settings.classifier_unseen_min_accuracy
+    report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
+    use_model = undecided & (known | unseen_ok)[src] & (model is not None)
+    run(use_model & ~of_known, want_rules & ~of_known)
     category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
     missing = (method == METHODS.index("rules")) & ~rule_done
     if missing.any():  # sources without a clear majority: their remaining records need their rules
