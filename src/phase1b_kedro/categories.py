@@ -32,6 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -300,12 +301,16 @@ class TextCategoryModel:
             if columns is None:
                 columns = system_columns[system] = [i for i in map(get, _system_words(system)) if i is not None]
             indices.extend(columns)
-            indices.extend([i for i in map(get, words) if i is not None])
+            indices.extend(map(get, words, repeat(-1)))  # -1: not a feature (dropped below, in numpy)
             if source and (col := get("\x00" + source)) is not None:
                 indices.append(col)
             indptr.append(len(indices))
-        data = np.ones(len(indices), dtype=np.float32)
-        matrix = csr_matrix((data, indices, indptr), shape=(len(docs), max(1, len(vocabulary))))
+        found = np.array(indices, dtype=np.int64)
+        keep = found >= 0
+        indptr_kept = np.concatenate(([0], np.cumsum(keep)))[np.array(indptr)].astype(np.int32)
+        data = np.ones(int(keep.sum()), dtype=np.float32)
+        matrix = csr_matrix((data, found[keep].astype(np.int32), indptr_kept),
+                            shape=(len(docs), max(1, len(vocabulary))))
         matrix.sum_duplicates()  # a word in both system turn and prompt; sorted, so sums never vary
         matrix.data[:] = 1.0
         return normalize(matrix)
