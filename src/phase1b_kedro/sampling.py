@@ -251,12 +251,13 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
         write = spill.write
         for offset, line in _lines(raw, start, stop):
             lines += 1
+            is_last = offset + len(line) == size and not line.endswith(b"\n")
             if offset == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]
             if not line or line.isspace():
                 part.blanks += 1
                 continue
-            rec = record(line, offset + len(line) == size and not line.endswith(b"\n"))
+            rec = record(line, is_last)
             if isinstance(rec, Rejection):
                 if scanner.policy == "fail":
                     lineno = _count_lines(raw, start) + lines

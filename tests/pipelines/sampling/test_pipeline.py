@@ -255,3 +255,10 @@ def test_block_reader_cuts_lines_like_readline(monkeypatch, block):
             want.append((pos, line))
             pos += len(line)
         assert list(sampling_mod._lines(RawInput(data=data), start, stop)) == want
+
+
+def test_a_single_truncated_line_after_a_bom_is_a_truncated_last_line(sampling_params):
+    from phase1b_kedro.sampling import NoRecordsError
+
+    with pytest.raises(NoRecordsError, match="truncated_last_line"):
+        scan_input(b'\xef\xbb\xbf{"prompt": "trunc', sampling_params)
