@@ -307,17 +307,20 @@ def _scan_worker(bounds: tuple[int, int]) -> _Part:
 
 
 def _classify_worker(job: tuple) -> tuple[np.ndarray, ...]:
-    return _classify_spill(*job, _WORK["scanner"].classifier, _WORK["model"], _WORK["min_confidence"])
+    path, codes, use_model, want_rules = job
+    return _classify_spill(path, codes, _WORK["source_names"], use_model, want_rules, _WORK["scanner"].classifier,
+                           _WORK["model"], _WORK["min_confidence"])
 
 
-def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray, want_rules: np.ndarray,
-                    rules: CategoryClassifier, model: TextCategoryModel | None,
+def _classify_spill(path: str, codes: np.ndarray, names: Sequence[str | None], use_model: np.ndarray,
+                    want_rules: np.ndarray, rules: CategoryClassifier, model: TextCategoryModel | None,
                     min_confidence: float) -> tuple[np.ndarray, ...]:
     """Classifier and rules for one spill file's texts, only where asked.
 
     Args:
         path: The spill file (one JSON ``[system, prompt]`` per line).
-        sources: Each text's source name.
+        codes: Each text's source code (an index into ``names``; -1, the last name, is none).
+        names: The source names, with ``None`` last.
         use_model: Rows the classifier may answer.
         want_rules: Rows whose rules are needed, if the classifier does not answer confidently.
 
@@ -325,7 +328,7 @@ def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray,
         Classifier category code and probability, rule category code, whether a rule matched,
         whether the rules were applied.
     """
-    n = len(sources)
+    n = len(codes)
     clf_cat = np.full(n, -1, dtype=np.int8)
     clf_conf = np.zeros(n, dtype=np.float32)
     rule_cat = np.zeros(n, dtype=np.int8)
@@ -339,7 +342,7 @@ def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray,
             rows = [i for i in range(start, stop) if use_model[i]]
             if rows:
                 texts = [orjson.loads(lines[i - start]) for i in rows]
-                cats, conf = model.predict(documents(texts, [sources[i] for i in rows]))
+                cats, conf = model.predict(documents(texts, [names[c] for c in codes[rows].tolist()]))
                 clf_cat[rows] = [_CAT_CODE[c] for c in cats]
                 clf_conf[rows] = conf
             for i in range(start, stop):
@@ -484,7 +487,8 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     rule_cat = np.zeros(n, dtype=np.int8)
     rule_hit = np.zeros(n, dtype=bool)
     rule_done = np.zeros(n, dtype=bool)
-    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence)
+    # Source codes, not names, travel to the workers (4 bytes a record, not a pickled list).
+    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence, source_names=[*sources, None])
 
     def run(model_rows: np.ndarray, rule_rows: np.ndarray, meanwhile: Any = None) -> Any:
         jobs, first = [], 0
@@ -492,8 +496,7 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
             rows = np.flatnonzero(undecided[first:first + part.count]) + first
             first += part.count
             if model_rows[rows].any() or rule_rows[rows].any():
-                jobs.append((rows, (part.spill, [sources[c] if c >= 0 else None for c in src[rows]],
-                                    model_rows[rows], rule_rows[rows])))
+                jobs.append((rows, (part.spill, src[rows], model_rows[rows], rule_rows[rows])))
         results, extra = _map(_classify_worker, [job for _, job in jobs], workers, meanwhile)
         for (rows, _), (c, p, r, h, d) in zip(jobs, results, strict=True):
             done = rows[d]
