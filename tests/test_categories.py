@@ -159,3 +159,11 @@ def test_unfamiliar_unlabelled_sources_are_not_given_to_a_classifier_that_does_n
     assert result["classifier_estimate_held_out_sources"] < 0.5
     assert result["by_method"]["classifier"][0] == result["by_method"]["classifier"][1] > 900  # all right
     assert result["unlabelled_sources_accuracy"] < 0.5
+
+
+@pytest.mark.parametrize("text", ["Solve 2x+3=7, then print(x_1)!", "naïve café ÉTÉ x²", "straße STRASSE", "\u212a kelvin",
+                                  "İstanbul", "tabs\tand\nnew\x00lines\x7f", "emoji😀mid_word", "", "___", "中文abc中文"])
+def test_fast_word_split_equals_the_regex(text):
+    from phase1b_kedro.categories import _WORD, _words
+
+    assert _words(text.lower()) == _WORD.findall(text.lower())

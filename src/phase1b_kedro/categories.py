@@ -32,6 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,18 @@ from phase1b_kedro.records import CATEGORIES
 PROMPT_CHARS = 800
 SYSTEM_CHARS = 600
 _WORD = re.compile(r"[a-z0-9_]+")
+#: Bytes that are not word characters (``_WORD``) become spaces (see :func:`_words`).
+_NOT_WORD = bytes(c if c in b"abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for c in range(256))
 _RULE_KINDS = ("keywords", "phrases", "patterns")
+
+
+def _words(lowered: str) -> list[str]:
+    """``_WORD.findall(lowered)``, about three times faster (it runs on every record).
+
+    Word characters are ASCII, so every other character, once encoded as ``?``, is a
+    separator like any other non-word character.
+    """
+    return lowered.encode("ascii", "replace").translate(_NOT_WORD).decode("ascii").split()
 
 
 #: How a category was decided, in order of trust.
@@ -130,7 +142,7 @@ class CategoryClassifier:
         if not text:
             return frozenset()
         lowered = text.lower()
-        hits = {(cat, w) for w in self._keyword_set.intersection(_WORD.findall(lowered)) for cat in self._keywords[w]}
+        hits = {(cat, w) for w in self._keyword_set.intersection(_words(lowered)) for cat in self._keywords[w]}
         hits.update((cat, p) for cat, p in self._phrases if p in lowered)
         hits.update((cat, src) for cat, rx, src in self._patterns if rx.search(text))
         return frozenset(hits)
@@ -214,7 +226,7 @@ CLASSIFIER_CHARS = 300
 @lru_cache(maxsize=4096)
 def _system_words(system: str) -> frozenset[str]:
     """Words of a system turn (cached: records of one source usually share it)."""
-    return frozenset(_WORD.findall(system.lower()))
+    return frozenset(_words(system.lower()))
 
 
 #: A classifier document: the start of the system turn, the words of the start of the
@@ -225,7 +237,7 @@ Document = tuple[str, frozenset[str], str | None]
 def documents(texts: Sequence[tuple[str, str]], sources: Sequence[str | None]) -> list[Document]:
     """The classifier's features of each ``(system, prompt)`` text and its source: the words
     at the start of the system turn and prompt, plus the source (a token no word can equal)."""
-    return [(system[:CLASSIFIER_CHARS], frozenset(_WORD.findall(prompt[:CLASSIFIER_CHARS].lower())), src)
+    return [(system[:CLASSIFIER_CHARS], frozenset(_words(prompt[:CLASSIFIER_CHARS].lower())), src)
             for (system, prompt), src in zip(texts, sources, strict=True)]
 
 
@@ -289,12 +301,16 @@ class TextCategoryModel:
             if columns is None:
                 columns = system_columns[system] = [i for i in map(get, _system_words(system)) if i is not None]
             indices.extend(columns)
-            indices.extend([i for i in map(get, words) if i is not None])
+            indices.extend(map(get, words, repeat(-1)))  # -1: not a feature (dropped below, in numpy)
             if source and (col := get("\x00" + source)) is not None:
                 indices.append(col)
             indptr.append(len(indices))
-        data = np.ones(len(indices), dtype=np.float32)
-        matrix = csr_matrix((data, indices, indptr), shape=(len(docs), max(1, len(vocabulary))))
+        found = np.array(indices, dtype=np.int64)
+        keep = found >= 0
+        indptr_kept = np.concatenate(([0], np.cumsum(keep)))[np.array(indptr)].astype(np.int32)
+        data = np.ones(int(keep.sum()), dtype=np.float32)
+        matrix = csr_matrix((data, found[keep].astype(np.int32), indptr_kept),
+                            shape=(len(docs), max(1, len(vocabulary))))
         matrix.sum_duplicates()  # a word in both system turn and prompt; sorted, so sums never vary
         matrix.data[:] = 1.0
         return normalize(matrix)

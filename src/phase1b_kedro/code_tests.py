@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 KINDS = ("check", "asserts", "stdio")
+#: A record with none of these fields carries no tests (checked first: most records have none).
+_TEST_FIELDS = frozenset({"tests", "test", "test_list", "input_output", "public_tests", "private_tests"})
 
 
 def _strings(value: Any) -> list[str] | None:
@@ -71,6 +73,8 @@ def extract_tests(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     Returns:
         The normalised tests (see the module docstring), or ``None``.
     """
+    if _TEST_FIELDS.isdisjoint(obj):
+        return None
     if (found := _valid(obj.get("tests"))) is not None:
         return found
     test, entry = obj.get("test"), obj.get("entry_point")

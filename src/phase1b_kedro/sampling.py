@@ -10,22 +10,31 @@ training. A second pass over the spill applies the file's own classifier and the
 (:mod:`phase1b_kedro.categories`), and the categories are resolved. Only the sampled lines
 are read again (by offset) and turned into full records.
 
-Memory: a few tens of bytes per record for the index (plus the ids a file brings), whatever
-the size of the records; the spilled text lives on disk.
+Time: the per-record loops run with the cyclic garbage collector paused (they allocate
+millions of short-lived acyclic objects); while the workers scan, this process hashes the
+input and imports scikit-learn; while they classify the records of sources with labelled
+records, it cross-validates the classifier.
+
+Memory: about 40 bytes per record for the index (plus the ids a file brings), whatever the
+size of the records; the workers hand their columns back through files, merged into arrays
+allocated once; the spilled text lives on disk.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
+import io
 import logging
 import math
 import multiprocessing as mp
 import os
 import tempfile
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +67,8 @@ PARALLEL_MIN_BYTES = 32 << 20
 _RAW_PREVIEW = 300
 _CAT_CODE = {c: i for i, c in enumerate(CATEGORIES)}
 _FMT_CODE = {f: i for i, f in enumerate(FORMATS)}
+#: Bytes read at a time while scanning.
+_BLOCK = 4 << 20
 #: Rows per classifier/rules batch in the second pass.
 _BATCH = 50_000
 
@@ -157,8 +168,25 @@ class _Part:
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
     train: list[tuple] = field(default_factory=list)
     spill: str = ""
-    #: Index rows of this range (kept once the columns are merged and released).
+    #: Index rows of this range (kept once the columns are written out and released).
     count: int = 0
+
+    #: The index columns, their dtype in the index, and the file each is written to (``spill`` + name).
+    COLUMNS = (("line", np.int64), ("offset", np.int64), ("key", np.uint64), ("fmt", np.int8),
+               ("source", np.int64), ("field_cat", np.int8), ("id_from_source", np.int8))
+
+    def save_columns(self) -> None:
+        """Write the columns next to the spill and release them: they go back to the parent
+        through the disk, not through a pickled copy, and are merged one at a time."""
+        self.count = len(self.line)
+        for name, _ in self.COLUMNS:
+            with open(f"{self.spill}.{name}", "wb") as fh:
+                getattr(self, name).tofile(fh)
+            setattr(self, name, None)
+
+    def load_column(self, name: str, dtype: type) -> np.ndarray:
+        """One column written by :meth:`save_columns` (``count`` values)."""
+        return np.fromfile(f"{self.spill}.{name}", dtype=dtype)
 
 
 def _line_starts(raw: RawInput, n: int) -> list[int]:
@@ -174,51 +202,93 @@ def _line_starts(raw: RawInput, n: int) -> list[int]:
     return cuts + [raw.size]
 
 
+def _lines(raw: RawInput, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
+    """``(byte offset, line)`` of each line starting in ``[start, stop)``, read in blocks.
+
+    A line keeps its ``\\n`` (the last line of the file may have none); only ``\\n`` ends a line.
+    """
+    pos, rest = start, []
+    with raw.open() as fh:
+        fh.seek(start)
+        while pos < stop:
+            block = fh.read(_BLOCK)
+            if not block:
+                tail = b"".join(rest)
+                if tail:
+                    yield pos, tail
+                return
+            cut = block.rfind(b"\n") + 1
+            if not cut:  # a line longer than a block
+                rest.append(block)
+                continue
+            rest.append(block[:cut])
+            for line in io.BytesIO(b"".join(rest)):
+                if pos >= stop:
+                    return
+                yield pos, line
+                pos += len(line)
+            rest = [block[cut:]]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (the loops below allocate millions of short-lived,
+    acyclic containers: collecting them cost a third of the time); reference counting still
+    frees them at once."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_dir: str, train_cap: int) -> _Part:
     """Index the lines starting in ``[start, stop)``."""
     part = _Part()
     fd, part.spill = tempfile.mkstemp(dir=spill_dir, suffix=".spill")
-    cfg_field = scanner.classifier.field_category
-    train, pos, size = part.train, start, raw.size
-    with raw.open() as fh, os.fdopen(fd, "wb") as spill:
-        fh.seek(start)
-        while pos < stop:
-            line = fh.readline()
-            if not line:
-                break
-            offset, pos = pos, pos + len(line)
-            part.lines += 1
+    cfg_field, record, size = scanner.classifier.field_category, scanner.record, raw.size
+    train, sources, rejected = part.train, part.sources, part.rejected
+    add_line, add_offset, add_key, add_fmt = part.line.append, part.offset.append, part.key.append, part.fmt.append
+    add_source, add_field, add_from, add_id = (part.source.append, part.field_cat.append,
+                                               part.id_from_source.append, part.ids.append)
+    lines = 0
+    with os.fdopen(fd, "wb") as spill, _gc_paused():
+        write = spill.write
+        for offset, line in _lines(raw, start, stop):
+            lines += 1
+            is_last = offset + len(line) == size and not line.endswith(b"\n")
             if offset == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]
-            if not line.strip():
+            if not line or line.isspace():
                 part.blanks += 1
                 continue
-            rec = scanner.record(line, pos == size and not line.endswith(b"\n"))
+            rec = record(line, is_last)
             if isinstance(rec, Rejection):
                 if scanner.policy == "fail":
-                    lineno = _count_lines(raw, start) + part.lines
+                    lineno = _count_lines(raw, start) + lines
                     raise BadRecordError(f"input line {lineno}: {rec.reason}: {rec.detail}")
-                part.rejected.append(rejection_record(part.lines, rec, line))
+                rejected.append(rejection_record(lines, rec, line))
                 continue
             key = int(rec.key, 16)
-            part.line.append(part.lines)
-            part.offset.append(offset)
-            part.key.append(key)
-            part.fmt.append(_FMT_CODE[rec.format])
-            part.id_from_source.append(rec.id_from_source)
-            part.ids.append(rec.id if rec.id_from_source else "")  # "" is one shared object
-            src = part.sources.setdefault(rec.source, len(part.sources)) if rec.source else -1
-            part.source.append(src)
+            add_line(lines)
+            add_offset(offset)
+            add_key(key)
+            add_fmt(_FMT_CODE[rec.format])
+            add_from(rec.id_from_source)
+            add_id(rec.id if rec.id_from_source else "")  # "" is one shared object
+            add_source(sources.setdefault(rec.source, len(sources)) if rec.source else -1)
             mapped = cfg_field(rec.source_category)
-            part.field_cat.append(_CAT_CODE[mapped] if mapped is not None else -1)
-            text = classifier_text(rec.messages, rec.prompt)
+            add_field(_CAT_CODE[mapped] if mapped is not None else -1)
             if mapped is None:
-                spill.write(orjson.dumps(text))
-                spill.write(b"\n")
+                write(orjson.dumps(classifier_text(rec.messages, rec.prompt), option=orjson.OPT_APPEND_NEWLINE))
             elif len(train) < train_cap:
-                heapq.heappush(train, (-key, *text, rec.source, mapped))
+                heapq.heappush(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
             elif -key > train[0][0]:
-                heapq.heapreplace(train, (-key, *text, rec.source, mapped))
+                heapq.heapreplace(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
+    part.lines = lines
+    part.save_columns()
     return part
 
 
@@ -244,17 +314,20 @@ def _scan_worker(bounds: tuple[int, int]) -> _Part:
 
 
 def _classify_worker(job: tuple) -> tuple[np.ndarray, ...]:
-    return _classify_spill(*job, _WORK["scanner"].classifier, _WORK["model"], _WORK["min_confidence"])
+    path, codes, use_model, want_rules = job
+    return _classify_spill(path, codes, _WORK["source_names"], use_model, want_rules, _WORK["scanner"].classifier,
+                           _WORK["model"], _WORK["min_confidence"])
 
 
-def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray, want_rules: np.ndarray,
-                    rules: CategoryClassifier, model: TextCategoryModel | None,
+def _classify_spill(path: str, codes: np.ndarray, names: Sequence[str | None], use_model: np.ndarray,
+                    want_rules: np.ndarray, rules: CategoryClassifier, model: TextCategoryModel | None,
                     min_confidence: float) -> tuple[np.ndarray, ...]:
     """Classifier and rules for one spill file's texts, only where asked.
 
     Args:
         path: The spill file (one JSON ``[system, prompt]`` per line).
-        sources: Each text's source name.
+        codes: Each text's source code (an index into ``names``; -1, the last name, is none).
+        names: The source names, with ``None`` last.
         use_model: Rows the classifier may answer.
         want_rules: Rows whose rules are needed, if the classifier does not answer confidently.
 
@@ -262,21 +335,21 @@ def _classify_spill(path: str, sources: list[str | None], use_model: np.ndarray,
         Classifier category code and probability, rule category code, whether a rule matched,
         whether the rules were applied.
     """
-    n = len(sources)
+    n = len(codes)
     clf_cat = np.full(n, -1, dtype=np.int8)
     clf_conf = np.zeros(n, dtype=np.float32)
     rule_cat = np.zeros(n, dtype=np.int8)
     rule_hit = np.zeros(n, dtype=bool)
     rule_done = np.zeros(n, dtype=bool)
     use_model = use_model & (model is not None)
-    with open(path, "rb") as fh:
+    with open(path, "rb") as fh, _gc_paused():
         for start in range(0, n, _BATCH):
             stop = min(n, start + _BATCH)
             lines = [fh.readline() for _ in range(start, stop)]
             rows = [i for i in range(start, stop) if use_model[i]]
             if rows:
                 texts = [orjson.loads(lines[i - start]) for i in rows]
-                cats, conf = model.predict(documents(texts, [sources[i] for i in rows]))
+                cats, conf = model.predict(documents(texts, [names[c] for c in codes[rows].tolist()]))
                 clf_cat[rows] = [_CAT_CODE[c] for c in cats]
                 clf_conf[rows] = conf
             for i in range(start, stop):
@@ -300,7 +373,7 @@ def _workers(params: Mapping[str, Any], size: int) -> int:
 
 def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[list, Any]:
     """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work."""
-    if workers == 1 or len(jobs) == 1:
+    if workers == 1 or len(jobs) <= 1:
         results = [func(job) for job in jobs]
         return results, meanwhile() if meanwhile else None
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
@@ -335,12 +408,8 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
         _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap)
         try:
             parts, sha256 = _map(_scan_worker, list(zip(cuts[:-1], cuts[1:], strict=True)), workers,
-                                 meanwhile=lambda: _sha256(raw))
+                                 meanwhile=lambda: _meanwhile(raw, scanner, workers))
             index, rejected, blanks, lines, sources = _merge(parts)
-            for part in parts:  # the index holds them now
-                part.count = len(part.line)
-                part.line = part.offset = part.key = part.fmt = part.source = part.field_cat = None
-                part.id_from_source, part.ids = None, []
             if index.empty:
                 raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
             categories = _decide_categories(index, parts, sources, scanner, params, workers)
@@ -351,37 +420,40 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
 
 
 def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list[str]]:
-    """One index in input order from the ranges' parts (global line numbers, global source codes)."""
+    """One index in input order from the ranges' parts (global line numbers, global source codes).
+
+    Each column is allocated once at its final size (about 30 bytes per record in all, plus
+    the ids that records bring) and filled part by part from the files the workers wrote.
+    """
     sources: dict[str, int] = {}
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("line", "offset", "key", "fmt", "source", "field_cat",
-                                                             "id_from_source")}
+    bounds = np.cumsum([0] + [part.count for part in parts])
+    cols = {name: np.empty(bounds[-1], dtype=dtype) for name, dtype in _Part.COLUMNS}
     ids: list[str] = []
     rejected: list[dict] = []
     first = blanks = 0
-    for part in parts:
+    for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
         remap = np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int64)
-        columns["line"].append(np.frombuffer(part.line, dtype=np.int64) + first)
-        for name in ("offset", "key", "fmt", "field_cat", "id_from_source"):
-            columns[name].append(np.frombuffer(getattr(part, name), dtype=getattr(part, name).typecode))
-        columns["source"].append(remap[np.frombuffer(part.source, dtype=np.int64)])
+        for name, dtype in _Part.COLUMNS:
+            cols[name][lo:hi] = part.load_column(name, dtype)
+        cols["line"][lo:hi] += first
+        cols["source"][lo:hi] = remap[cols["source"][lo:hi]]
         ids.extend(part.ids)
+        part.ids = []
         rejected.extend({**r, "line": r["line"] + first} for r in part.rejected)
         first += part.lines
         blanks += part.blanks
-    cols = {k: np.concatenate(v) if v else np.array([], dtype=np.int64) for k, v in columns.items()}
-    from_source = cols["id_from_source"].astype(bool)
     index = pd.DataFrame({
-        "line": cols["line"].astype(np.int64),
-        "offset": cols["offset"].astype(np.int64),
+        "line": cols["line"],
+        "offset": cols["offset"],
         # Only ids the records bring are held ("" otherwise): a content-hash id is `h-` + key,
         # written out where needed, so millions of records do not cost millions of strings.
-        "id": pd.Series(ids, dtype=object),
-        "id_from_source": from_source,
-        "key": cols["key"].astype(np.uint64),
-        "format": pd.Categorical.from_codes(cols["fmt"].astype(np.int8), categories=list(FORMATS)),
-        "source_code": cols["source"].astype(np.int32),
-        "field_cat": cols["field_cat"].astype(np.int8),
-    })
+        "id": np.array(ids, dtype=object),
+        "id_from_source": cols["id_from_source"].view(np.bool_),
+        "key": cols["key"],
+        "format": pd.Categorical.from_codes(cols["fmt"], categories=list(FORMATS)),
+        "source_code": cols.pop("source").astype(np.int32),
+        "field_cat": cols["field_cat"],
+    }, copy=False)
     return index, rejected, blanks, first, list(sources)
 
 
@@ -405,21 +477,12 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     train_sources = [row[3] for row in train]
     labels = [row[4] for row in train]
     model = train_classifier(texts, train_sources, labels, settings, seed)
-    report = estimate_accuracy(texts, train_sources, labels, scanner.classifier, settings, seed)
-    report["classifier_trained"] = model is not None
-    # Within a source that has labelled records the classifier has seen its kind; elsewhere it
-    # is used only if the estimate with whole sources held out says it generalises.
-    unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
-        >= settings.classifier_unseen_min_accuracy
-    report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
-
     field = index["field_cat"].to_numpy()
     src = index["source_code"].to_numpy()
     n, undecided = len(index), field < 0
-    seen = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
-    seen[:] = unseen_ok
-    seen[[i for i, name in enumerate(sources) if name in set(train_sources)]] = True
-    use_model = undecided & seen[src] & (model is not None)
+    trained_on = set(train_sources)
+    known = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
+    known[[i for i, name in enumerate(sources) if name in trained_on]] = True
     per_source = np.bincount(src[undecided & (src >= 0)], minlength=len(sources) + 1)
     rate = np.minimum(1.0, settings.source_sample / np.maximum(per_source, 1))
     rate[-1] = 1.0  # records without a source: always
@@ -431,24 +494,37 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     rule_cat = np.zeros(n, dtype=np.int8)
     rule_hit = np.zeros(n, dtype=bool)
     rule_done = np.zeros(n, dtype=bool)
-    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence)
+    # Source codes, not names, travel to the workers (4 bytes a record, not a pickled list).
+    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence, source_names=[*sources, None])
 
-    def run(model_rows: np.ndarray, rule_rows: np.ndarray) -> None:
+    def run(model_rows: np.ndarray, rule_rows: np.ndarray, meanwhile: Any = None) -> Any:
         jobs, first = [], 0
         for part in parts:
             rows = np.flatnonzero(undecided[first:first + part.count]) + first
             first += part.count
             if model_rows[rows].any() or rule_rows[rows].any():
-                jobs.append((rows, (part.spill, [sources[c] if c >= 0 else None for c in src[rows]],
-                                    model_rows[rows], rule_rows[rows])))
-        results, _ = _map(_classify_worker, [job for _, job in jobs], workers)
+                jobs.append((rows, (part.spill, src[rows], model_rows[rows], rule_rows[rows])))
+        results, extra = _map(_classify_worker, [job for _, job in jobs], workers, meanwhile)
         for (rows, _), (c, p, r, h, d) in zip(jobs, results, strict=True):
             done = rows[d]
             rule_cat[done], rule_hit[done], rule_done[done] = r[d], h[d], True
             asked = rows[model_rows[rows]]
             clf_cat[asked], clf_conf[asked] = c[model_rows[rows]], p[model_rows[rows]]
+        return extra
 
-    run(use_model, want_rules)
+    # Records of sources the classifier was trained on do not depend on the accuracy estimate:
+    # the workers classify them while this process computes it (cross-validation: seconds).
+    of_known = undecided & known[src]
+    report = run(of_known & (model is not None), want_rules & of_known,
+                 meanwhile=lambda: estimate_accuracy(texts, train_sources, labels, scanner.classifier, settings, seed))
+    report["classifier_trained"] = model is not None
+    # Within a source that has labelled records the classifier has seen its kind; elsewhere it
+    # is used only if the estimate with whole sources held out says it generalises.
+    unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
+        >= settings.classifier_unseen_min_accuracy
+    report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
+    use_model = undecided & (known | unseen_ok)[src] & (model is not None)
+    run(use_model & ~of_known, want_rules & ~of_known)
     category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
     missing = (method == METHODS.index("rules")) & ~rule_done
     if missing.any():  # sources without a clear majority: their remaining records need their rules
@@ -497,6 +573,16 @@ def _no_records_message(rejected: list[dict], lines: int, params: Mapping[str, A
             f"Settings: {fields}")
 
 
+def _meanwhile(raw: RawInput, scanner: Scanner, workers: int) -> str:
+    """What this process does while the workers scan: the input's SHA-256, then (when the
+    scan is parallel, so that it costs no wall time of its own) the import of scikit-learn
+    that training the classifier needs (seconds of CPU)."""
+    digest = _sha256(raw)
+    if workers > 1 and scanner.inference.classifier:
+        import sklearn.linear_model  # noqa: F401
+    return digest
+
+
 def _sha256(raw: RawInput) -> str:
     digest = hashlib.sha256()
     with raw.open() as fh:
@@ -523,12 +609,16 @@ def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]
     Returns:
         The de-duplicated index and the rejections (with line numbers and the kept id).
     """
-    dup_key = index["key"].duplicated(keep="first")
-    rest = index.loc[~dup_key]
+    keys, ids = index["key"], index["id"].to_numpy()
+    dup_key = keys.duplicated(keep="first").to_numpy()
+    # Only ids the records bring can be reused ("" stands for a content-hash id); masks, not
+    # copies of the index, so that millions of records cost a few bytes each here.
+    own = ~dup_key & index["id_from_source"].to_numpy()
+    dup_id = np.zeros(len(index), dtype=bool)
+    dup_id[own] = pd.Series(ids[own]).duplicated(keep="first").to_numpy()
     # The kept record's id, looked up only for the duplicated contents (a few, not millions).
-    kept = rest.loc[rest["key"].isin(index.loc[dup_key, "key"]), ["key", "id"]]
-    first_id_by_key = dict(zip(kept["key"].tolist(), kept["id"].tolist(), strict=True))
-    dup_id = rest["id"].duplicated(keep="first") & rest["id_from_source"]
+    kept = ~dup_key & keys.isin(keys[dup_key]).to_numpy()
+    first_id_by_key = dict(zip(keys[kept].tolist(), ids[kept].tolist(), strict=True))
     rejected = [
         {"line": int(line), "reason": "duplicate", "id": display_id(rec_id, key),
          "detail": f"same prompt and reference as id {display_id(first_id_by_key[int(key)], key)}"}
@@ -536,10 +626,10 @@ def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]
     ] + [
         {"line": int(line), "reason": "duplicate_id", "id": rec_id,
          "detail": "id already used by an earlier record with different content"}
-        for line, rec_id in rest.loc[dup_id, ["line", "id"]].itertuples(index=False)
+        for line, rec_id in index.loc[dup_id, ["line", "id"]].itertuples(index=False)
     ]
     rejected.sort(key=lambda r: r["line"])
-    return rest.loc[~dup_id].reset_index(drop=True), rejected
+    return index.loc[~(dup_key | dup_id)].reset_index(drop=True), rejected
 
 
 def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: int,

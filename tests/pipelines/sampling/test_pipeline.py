@@ -238,3 +238,27 @@ def test_streams_from_a_file_and_any_fsspec_url(sampling_params, tmp_path):
     with pytest.raises(DatasetError, match="empty"):
         (tmp_path / "blank.jsonl").write_bytes(b"  \n\n")
         RawJSONLinesDataset(str(tmp_path / "blank.jsonl")).load()
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1 << 20])
+def test_block_reader_cuts_lines_like_readline(monkeypatch, block):
+    import io
+
+    from phase1b_kedro.datasets import RawInput
+
+    data = b'{"a": 1}\n\n\r\n' + b"x" * 25 + b"\nlast line without newline"
+    monkeypatch.setattr(sampling_mod, "_BLOCK", block)
+    for start, stop in ((0, len(data)), (0, 9), (9, 12), (12, len(data))):
+        fh, pos, want = io.BytesIO(data), start, []
+        fh.seek(start)
+        while pos < stop and (line := fh.readline()):
+            want.append((pos, line))
+            pos += len(line)
+        assert list(sampling_mod._lines(RawInput(data=data), start, stop)) == want
+
+
+def test_a_single_truncated_line_after_a_bom_is_a_truncated_last_line(sampling_params):
+    from phase1b_kedro.sampling import NoRecordsError
+
+    with pytest.raises(NoRecordsError, match="truncated_last_line"):
+        scan_input(b'\xef\xbb\xbf{"prompt": "trunc', sampling_params)

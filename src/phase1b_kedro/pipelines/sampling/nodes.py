@@ -116,12 +116,12 @@ def summarise_sampling(
         raise AssertionError(f"sampling lost records: read {read} != accepted {len(unique_index)} + rejected {len(rejected)}")
 
     def per_category(frame: pd.DataFrame) -> dict[str, int]:
-        counts = Counter(frame["category"])
-        return {c: int(counts.get(c, 0)) for c in CATEGORIES}
+        counts = _counts(frame["category"])
+        return {c: counts.get(c, 0) for c in CATEGORIES}
 
     def by_method(frame: pd.DataFrame) -> dict[str, int]:
-        counts = Counter(frame["category_method"])
-        return {m: int(counts.get(m, 0)) for m in METHODS}
+        counts = _counts(frame["category_method"])
+        return {m: counts.get(m, 0) for m in METHODS}
 
     stats = {
         "input_sha256": scan_info["input_sha256"],
@@ -132,7 +132,7 @@ def summarise_sampling(
         "rejected": len(rejected),
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejected).items())),
         "duplicates_dropped": sum(r["reason"] == "duplicate" for r in rejected),
-        "formats": {k: int(v) for k, v in sorted(Counter(record_index["format"]).items())},
+        "formats": dict(sorted(_counts(record_index["format"]).items())),
         "population": per_category(unique_index),
         "sample": per_category(sampled_index),
         "sampled": len(sampled_index),
@@ -148,3 +148,8 @@ def summarise_sampling(
         "input_format": params.get("input_format", "auto"),
     }
     return stats, rejected
+
+
+def _counts(column: pd.Series) -> dict[str, int]:
+    """``{value: count}`` of the values present in a column (counted in pandas, not per row in Python)."""
+    return {str(k): int(v) for k, v in column.value_counts(sort=False).items() if v}
