@@ -9,6 +9,7 @@ from phase1b_kedro.judges.strategies import JudgingSettings
 from phase1b_kedro.labeler import LabelingSettings
 from phase1b_kedro.llm import GenerationConfig
 from phase1b_kedro.pipelines.generation.nodes import GenerationSettings
+from phase1b_kedro.sampling import SamplingSettings
 from tests.conftest import load_params
 
 
@@ -19,6 +20,8 @@ def test_the_base_parameters_build_every_typed_group():
     labeling = LabelingSettings.from_params(load_params("labeling"))
     assert labeling.keywords.fields == ("prompt",) and labeling.keywords.ngram_range == (1, 2)
     assert labeling.llm.enabled is False and labeling.plan.total_examples == 1000
+    sampling = SamplingSettings.from_params(load_params("sampling"))
+    assert (sampling.num_samples, sampling.min_per_category, sampling.seed) == (200, 12, 42)
     generation = GenerationSettings.from_params(load_params("generation"))
     assert GenerationConfig.from_params(generation.decoding).max_new_tokens == 256
 
@@ -35,6 +38,9 @@ def test_the_base_parameters_build_every_typed_group():
     (LabelingSettings.from_params, {"keywords_top_k": 8}, r"labeling: unknown keys \['keywords_top_k'\]"),
     (GenerationSettings.from_params, {"max_new_tokens": 5}, r"generation: unknown keys \['max_new_tokens'\]"),
     (GenerationConfig.from_params, {"max_tokens": 5}, r"generation.decoding: unknown keys \['max_tokens'\]"),
+    (SamplingSettings.from_params, {"num_sample": 5}, r"sampling: unknown keys \['num_sample'\]"),
+    (SamplingSettings.from_params, {"num_samples": -1}, r"sampling.num_samples must be a non-negative integer"),
+    (SamplingSettings.from_params, {"scan_workers": 0}, r"sampling.scan_workers must be auto or a positive"),
 ])
 def test_unknown_or_invalid_keys_are_clear_errors(build, params, message):
     with pytest.raises((ValueError, TypeError), match=message):

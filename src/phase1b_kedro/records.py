@@ -1,4 +1,4 @@
-"""Input formats → the normalised test record (see shared/DESIGN.md, "Record contract").
+"""Input formats → the normalised test record (the contract: docs/RECORDS.md, phase1b_kedro.contract).
 
 Supported per-record formats (detected, or forced with ``sampling.input_format``):
 
@@ -45,10 +45,11 @@ from typing import Any
 
 import orjson
 
+from phase1b_kedro.contract import CATEGORIES as _CATEGORIES
 from phase1b_kedro.code_tests import extract_tests
 from phase1b_kedro.params import string_list
 
-CATEGORIES: tuple[str, ...] = ("math", "code", "reasoning", "creative", "qa", "other")
+CATEGORIES: tuple[str, ...] = _CATEGORIES  # the contract's (phase1b_kedro.contract.Category)
 FORMATS: tuple[str, ...] = ("prompt_response", "alpaca", "chat", "sharegpt", "evals")
 
 _SHAREGPT_ROLES = {

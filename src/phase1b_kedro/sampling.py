@@ -55,6 +55,7 @@ from phase1b_kedro.categories import (
     resolve,
     train_classifier,
 )
+from phase1b_kedro.configs import load_config
 from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.params import ParameterError, choice
 from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise
@@ -119,6 +120,51 @@ def rejection_record(lineno: int, rej: Rejection, raw: bytes) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The ``sampling`` parameter group, checked as a whole before any line is read.
+
+    The field lists (``*_fields``, ``max_prompt_chars``) are :class:`FieldConfig`'s, the
+    ``category_*`` keys :mod:`phase1b_kedro.categories`'; each is checked by its owner here.
+    """
+
+    num_samples: int = 200
+    min_per_category: int = 12
+    seed: int = 42
+    input_format: str = "auto"
+    on_bad_record: str = "quarantine"
+    max_prompt_chars: int = 200_000
+    #: ``auto`` (the core count) or a number of worker processes.
+    scan_workers: int | str = "auto"
+    prompt_fields: Any = None
+    response_fields: Any = None
+    id_fields: Any = None
+    system_fields: Any = None
+    source_fields: Any = None
+    category_fields: Any = None
+    category_inference: Mapping[str, Any] | None = None
+    category_aliases: Mapping[str, Any] | None = None
+    category_rules: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> SamplingSettings:
+        """Build and check the group.
+
+        Raises:
+            ValueError: For a key the stage does not know (named, with the known ones).
+            ParameterError: For a value the stage cannot use (named).
+        """
+        settings = load_config(cls, params, "sampling")
+        for name in ("num_samples", "min_per_category", "seed"):
+            value = getattr(settings, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ParameterError(f"sampling.{name} must be a non-negative integer, got {value!r}")
+        workers = settings.scan_workers
+        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ParameterError(f"sampling.scan_workers must be auto or a positive integer, got {workers!r}")
+        return settings
+
+
 class Scanner:
     """Turns lines into index rows and rejections, under one configuration.
 
@@ -132,6 +178,7 @@ class Scanner:
         Raises:
             ParameterError: For a parameter the stage cannot use (named in the message).
         """
+        self.settings = SamplingSettings.from_params(params)
         self.cfg = FieldConfig.from_params(params)
         self.forced_format = choice(params, "input_format", "sampling", ("auto", *FORMATS), "auto")
         self.policy = choice(params, "on_bad_record", "sampling", ("quarantine", "fail"), "quarantine")
@@ -362,10 +409,8 @@ def _classify_spill(path: str, codes: np.ndarray, names: Sequence[str | None], u
     return clf_cat, clf_conf, rule_cat, rule_hit, rule_done
 
 
-def _workers(params: Mapping[str, Any], size: int) -> int:
-    workers = params.get("scan_workers", "auto")
-    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ParameterError(f"sampling.scan_workers must be auto or a positive integer, got {workers!r}")
+def _workers(settings: SamplingSettings, size: int) -> int:
+    workers = settings.scan_workers
     workers = (os.cpu_count() or 1) if workers == "auto" else workers
     workers = max(1, min(workers, math.ceil(size / PARALLEL_MIN_BYTES)))
     return workers if "fork" in mp.get_all_start_methods() else 1
@@ -399,7 +444,7 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     """
     scanner = Scanner(params)
     raw = RawInput.of(raw)
-    workers = _workers(params, raw.size)
+    workers = _workers(scanner.settings, raw.size)
     cuts = _line_starts(raw, workers)
     # Each range keeps its own smallest-hash labelled records: the union holds the file's, so
     # the training set does not depend on how many workers scanned it.
@@ -471,7 +516,7 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     the working columns) in place.
     """
     settings = scanner.inference
-    seed = int(params.get("seed", 0))
+    seed = scanner.settings.seed
     train = heapq.nsmallest(settings.classifier_max_train, (row for part in parts for row in part.train))
     texts = [(row[1], row[2]) for row in train]
     train_sources = [row[3] for row in train]

@@ -9,7 +9,7 @@ import pytest
 from kedro.io import DatasetError
 
 from phase1b_kedro.datasets import RawBytesDataset
-from tests.pipelines.sampling.test_pipeline import run_pipeline
+from tests.support.sampling import run_pipeline
 from tests.reliability.conftest import record
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"

@@ -13,7 +13,7 @@ from phase1b_kedro.pipelines.clustering.nodes import cluster_failures_node, embe
 from phase1b_kedro.pipelines.labeling.nodes import label_patterns, plan_data_generation, render_plan_markdown
 from tests.conftest import load_params
 from tests.support.fake_judge_server import FakeJudge, Script
-from tests.pipelines.clustering.test_pipeline import planted
+from tests.support.clustering import planted
 
 
 def test_ctfidf_picks_the_planted_keywords():

@@ -6,27 +6,16 @@ import json
 from collections import Counter
 
 import pytest
-from kedro.io import DataCatalog, DatasetError
-from kedro.runner import SequentialRunner
+from kedro.io import DatasetError
 
 from phase1b_kedro import sampling as sampling_mod
 from phase1b_kedro.datasets import RawBytesDataset
-from phase1b_kedro.pipelines.sampling import create_pipeline
 from phase1b_kedro.sampling import BadRecordError, allocate, deduplicate, scan_input, stratified_sample
+from tests.support.sampling import run_pipeline
 
 
 def jsonl(*objs) -> bytes:
     return b"".join(json.dumps(o).encode() + b"\n" for o in objs)
-
-
-def run_pipeline(data: bytes, params: dict) -> dict:
-    catalog = DataCatalog()
-    catalog["raw_prompts"] = data
-    catalog["params:sampling"] = params
-    for name in ("test_dataset", "test_dataset_stats", "rejected_records"):
-        catalog[name] = None  # placeholders so the runner returns them
-    SequentialRunner().run(create_pipeline(), catalog)
-    return {name: catalog.load(name) for name in ("test_dataset", "test_dataset_stats", "rejected_records")}
 
 
 def records_for(category: str, n: int, start: int = 0) -> list[dict]:

@@ -10,7 +10,7 @@ import pandas as pd
 from phase1b_kedro.categories import METHODS
 from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.records import CATEGORIES
-from phase1b_kedro.sampling import build_records, deduplicate, scan_input, stratified_sample
+from phase1b_kedro.sampling import SamplingSettings, build_records, deduplicate, scan_input, stratified_sample
 
 
 def index_records(raw_prompts: RawInput | bytes, params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict], dict]:
@@ -61,9 +61,8 @@ def sample_records(unique_index: pd.DataFrame, params: dict[str, Any]) -> pd.Dat
     Returns:
         The sampled rows of the index, in input order.
     """
-    sample, _ = stratified_sample(
-        unique_index, int(params["num_samples"]), int(params.get("min_per_category", 0)), int(params["seed"])
-    )
+    settings = SamplingSettings.from_params(params)
+    sample, _ = stratified_sample(unique_index, settings.num_samples, settings.min_per_category, settings.seed)
     return sample
 
 
@@ -114,15 +113,7 @@ def summarise_sampling(
     read = scan_info["lines_read"]
     if read != len(unique_index) + len(rejected):
         raise AssertionError(f"sampling lost records: read {read} != accepted {len(unique_index)} + rejected {len(rejected)}")
-
-    def per_category(frame: pd.DataFrame) -> dict[str, int]:
-        counts = _counts(frame["category"])
-        return {c: counts.get(c, 0) for c in CATEGORIES}
-
-    def by_method(frame: pd.DataFrame) -> dict[str, int]:
-        counts = _counts(frame["category_method"])
-        return {m: counts.get(m, 0) for m in METHODS}
-
+    settings = SamplingSettings.from_params(params)
     stats = {
         "input_sha256": scan_info["input_sha256"],
         "input_bytes": scan_info["input_bytes"],
@@ -133,21 +124,36 @@ def summarise_sampling(
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejected).items())),
         "duplicates_dropped": sum(r["reason"] == "duplicate" for r in rejected),
         "formats": dict(sorted(_counts(record_index["format"]).items())),
+        **_category_counts(unique_index, sampled_index, scan_info),
+        "ids_from_source": int(unique_index["id_from_source"].sum()),
+        "seed": settings.seed,
+        "num_samples_requested": settings.num_samples,
+        "min_per_category": settings.min_per_category,
+        "on_bad_record": settings.on_bad_record,
+        "input_format": settings.input_format,
+    }
+    return stats, rejected
+
+
+def _category_counts(unique_index: pd.DataFrame, sampled_index: pd.DataFrame, scan_info: dict) -> dict[str, Any]:
+    """Population and sample per category; how categories were decided (field > classifier >
+    source > rules) and each method's accuracy estimated on the file's own labelled records
+    (the classifier's with whole sources held out)."""
+    def per_category(frame: pd.DataFrame) -> dict[str, int]:
+        counts = _counts(frame["category"])
+        return {c: counts.get(c, 0) for c in CATEGORIES}
+
+    def by_method(frame: pd.DataFrame) -> dict[str, int]:
+        counts = _counts(frame["category_method"])
+        return {m: counts.get(m, 0) for m in METHODS}
+
+    return {
         "population": per_category(unique_index),
         "sample": per_category(sampled_index),
         "sampled": len(sampled_index),
-        # How categories were decided (field > classifier > source > rules), and each method's
-        # accuracy estimated on the file's own labelled records (classifier: whole sources held out).
         "category_method": {"population": by_method(unique_index), "sample": by_method(sampled_index)},
         "category_accuracy_estimate": scan_info.get("categories", {}).get("estimated_accuracy", {}),
-        "ids_from_source": int(unique_index["id_from_source"].sum()),
-        "seed": int(params["seed"]),
-        "num_samples_requested": int(params["num_samples"]),
-        "min_per_category": int(params.get("min_per_category", 0)),
-        "on_bad_record": params.get("on_bad_record", "quarantine"),
-        "input_format": params.get("input_format", "auto"),
     }
-    return stats, rejected
 
 
 def _counts(column: pd.Series) -> dict[str, int]:
