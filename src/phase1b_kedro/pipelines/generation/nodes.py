@@ -22,7 +22,7 @@ from phase1b_kedro.checkpoint import CheckpointStore, JSONLCheckpoint
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.contract import generation_ok
 from phase1b_kedro.keys import stable_key
-from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient
+from phase1b_kedro.llm import ChatResult, GenerationConfig, LLMClient, identity_of
 from phase1b_kedro.params import ParameterError, fraction
 from phase1b_kedro.records import content_hash
 from phase1b_kedro.resources import peak_rss_mib
@@ -143,8 +143,10 @@ def generate_outputs(test_dataset: list[dict], generation_model: LLMClient, gene
 
 
 def _identity(client: LLMClient) -> dict[str, Any]:
-    """What identifies the answers' source in the checkpoint key: model, backend, endpoint."""
-    return {k: v for k, v in client.describe().items() if k in ("model", "backend", "base_url")}
+    """What identifies the answers' source in the checkpoint key: model, backend and what the
+    backend says decides its answers (endpoint; device and dtype), so that two models, or one
+    model in two dtypes, never share checkpoint entries."""
+    return identity_of(client)
 
 
 def _prompt_key(record: Mapping[str, Any]) -> str:
