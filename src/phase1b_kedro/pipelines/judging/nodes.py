@@ -149,9 +149,8 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
     if sum(counts.values()) != len(judged_results) or judge_run_stats["records_in"] != len(judged_results):
         raise ValueError("judging counts do not reconcile: records were lost")
     judged_n = counts["passed"] + counts["failed"]
-    llm = dict(judge_run_stats.get("llm") or {}) or None
-    permuted = llm.pop("permutations", None) if llm else None
-    tokens = llm.pop("tokens", None) if llm else None
+    llm = dict(judge_run_stats.get("llm") or {})
+    permuted, tokens = llm.pop("permutations", None), llm.pop("tokens", None)
     return {
         "items_in": len(judged_results),
         "judged": judged_n,
@@ -165,7 +164,7 @@ def summarise_judging(judged_results: list[dict], judge_run_stats: dict, params:
         "failure_rate_ci95": wilson_interval(counts["failed"], judged_n),
         **_by_category(judged_results),
         **_verdict_provenance(judged_results, judge_run_stats),
-        "llm": llm,
+        "llm": llm or None,
         "tokens": tokens,
         "position_length_audit": position_length_audit(judged_results),
         "permutations": permutation_summary(judged_results, threshold, permuted),
