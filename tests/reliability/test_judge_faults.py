@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from phase1b_kedro.judges.strategies import JudgeUnavailableError
+
 from tests.support.fake_judge_server import FakeJudge, Script, parse_items
 from tests.support.judging import FAULTS, _first_request_only, honest, llm_params, make_records, run
 from tests.reliability.conftest import record
@@ -84,10 +86,14 @@ def test_endpoint_down_for_good(tmp_path, allow_local_http):
     with FakeJudge(Script(http_errors=[503] * 1000)) as judge:
         params = llm_params(judge, tmp_path, items_per_call=BATCH, max_retries=MAX_RETRIES, concurrency=1,
                             single_attempts=1)
-        out = run(records, params)
-        _check("endpoint down for good (503 always)", out, judge, records, params)
-    assert out["judge_summary"]["unjudged"] == N and out["judge_summary"]["failed"] == 0
-    assert all(r.startswith("judge call failed: HTTP 503") for r in out["judge_summary"]["unjudged_by_reason"])
+        # every call answered 503 after its retries: a systemic failure stops the run, loudly
+        with pytest.raises(JudgeUnavailableError, match=r"all \d+ calls to the judge 'judge-test' \(http://127\.0\.0"
+                                                        r"\.1:\d+/v1\) failed; the commonest reason: judge call "
+                                                        r"failed: HTTP 503"):
+            run(records, params)
+        assert len(judge.requests) >= MAX_RETRIES + 1       # each call was retried before giving up
+    record("judge_faults", {"case": "endpoint down for good (503 always)", "items_in": N, "judged": 0,
+                            "unjudged": N, "requests": len(judge.requests), "stopped_the_run": True})
 
 
 def test_every_request_carries_only_known_items(tmp_path, allow_local_http):

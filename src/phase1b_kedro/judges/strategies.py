@@ -39,6 +39,11 @@ from phase1b_kedro.llm import LLMClient
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("verifiable", "similarity", "llm_batch", "llm_single", "hybrid")
+
+
+class JudgeUnavailableError(RuntimeError):
+    """Every call to the LLM judge failed (a wrong endpoint, a server that is down, a bad
+    token): the run stops with the reason instead of writing a run of unjudged records."""
 LLM_STRATEGIES = ("llm_batch", "llm_single")
 
 
@@ -244,6 +249,7 @@ def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[V
         if config.canaries > 0 and protocol == "batch" else []
     for i, v in zip(todo, judge.judge(items, protocol, pool, desc=f"judging ({strategy})"), strict=True):
         verdicts[i] = v
+    _stop_if_unreachable(judge, [verdicts[i] for i in todo])
     calls = {"first": judge.counters.calls}
     permuted = _permuted(judge, items, pool, todo, verdicts) if protocol == "batch" else None
     calls["permutations"] = judge.counters.calls - sum(calls.values())
@@ -256,6 +262,25 @@ def _llm(records: Sequence[Mapping[str, Any]], todo: list[int], verdicts: list[V
                 "permutations": permuted},
         "agreement_scores": {str(records[i]["id"]): s for i, s in agreement.items()},
     }
+
+
+def _stop_if_unreachable(judge: LLMJudge, verdicts: list[Verdict | None]) -> None:
+    """Raise :class:`JudgeUnavailableError` when the judge was called and no call succeeded.
+
+    Isolated failures stay unjudged records with their reason; a failure that hits every call
+    is systemic and stops the run, naming the endpoint and the commonest reason.
+    """
+    counters = judge.counters
+    if not counters.calls or counters.call_errors < counters.calls:
+        return
+    reasons = Counter(v.reason for v in verdicts if v is not None and not v.ok and v.reason)
+    reason = reasons.most_common(1)[0][0] if reasons else "no reason given"
+    where = judge.identity.get("base_url") or "Hugging Face Inference" if judge.identity.get("backend") != \
+        "transformers" else "the local model"
+    raise JudgeUnavailableError(
+        f"all {counters.calls} calls to the judge {judge.identity.get('model')!r} ({where}) failed; "
+        f"the commonest reason: {reason[:300]}. Check the judge_model entry (backend, options.base_url, "
+        f"credentials) or --params judge_base_url=...")
 
 
 def _permuted(judge: LLMJudge, items: list[JudgeItem], pool: list[Any], todo: list[int],

@@ -20,6 +20,7 @@ from tests.support.judging import (
     _first_request_only,
     assert_reconciles,
     honest,
+    judge_setup,
     llm_params,
     make_records,
     run,
@@ -139,12 +140,26 @@ def test_http_429_and_5xx_are_retried_honouring_retry_after(tmp_path, allow_loca
 
 def test_retries_are_bounded_and_failures_become_unjudged(tmp_path, allow_local_http):
     records = make_records(2)
-    with FakeJudge(Script(http_errors=[500] * 100)) as judge:
-        out = run(records, llm_params(judge, tmp_path, items_per_call=2, max_retries=1, single_attempts=1))
-        # call of 2 (2 attempts), then 2 single calls (2 attempts each)
-        assert len(judge.requests) == 2 + 4
-    assert out["judge_summary"]["unjudged"] == 2
-    assert all(r["judge"]["reason"].startswith("judge call failed: HTTP 500") for r in out["judged_results"])
+    with FakeJudge(Script(http_errors=[500] * 4)) as judge:
+        out = run(records, llm_params(judge, tmp_path, items_per_call=2, max_retries=1, single_attempts=1,
+                                      concurrency=1))
+        # the call of 2 (2 attempts, both 500), then one single call per item: the first gets the
+        # last two 500s (unjudged, bounded at 2 attempts), the second an answer
+        assert len(judge.requests) == 2 + 2 + 1
+    assert out["judge_summary"]["unjudged"] == 1 and out["judge_summary"]["judged"] == 1
+    unjudged = [r for r in out["judged_results"] if r["passed"] is None]
+    assert unjudged[0]["judge"]["reason"].startswith("judge call failed: HTTP 500")
+
+
+def test_a_judge_that_fails_every_call_stops_the_run(tmp_path, allow_local_http):
+    """A wrong endpoint or a server that is down: every call fails, and the run stops with the
+    reason instead of writing a run of unjudged records (isolated failures stay unjudged)."""
+    from phase1b_kedro.judges.strategies import JudgeUnavailableError
+
+    setup = judge_setup("http://127.0.0.1:9/v1", str(tmp_path / "c.sqlite"), max_retries=0, items_per_call=4)
+    with pytest.raises(JudgeUnavailableError, match=r"calls to the judge 'judge-test' \(http://127.0.0.1:9/v1\) "
+                                                    r"failed; the commonest reason: judge call failed: .*Connect"):
+        run(make_records(3), setup)
 
 
 def test_interrupted_run_resumes_from_the_cache(tmp_path, allow_local_http):
