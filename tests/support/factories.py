@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from phase1b_kedro.resource_datasets import CheckpointDataset, LLMDataset, ResponseCacheDataset, VerdictCacheDataset
+from phase1b_kedro.resource_datasets import LLMDataset, VerdictCacheDataset
 from tests.conftest import load_params
 
 #: Keys of ``OpenAICompatibleClient.Options`` (the judge model's catalog options).
@@ -53,13 +53,3 @@ def judge_resources(setup: JudgeSetup | dict[str, Any]) -> tuple[dict[str, Any],
         return setup.params, {"judge_model": LLMDataset(**setup.model),
                               "judge_cache": VerdictCacheDataset(setup.cache_path)}
     return setup, {"judge_model": LLMDataset(), "judge_cache": VerdictCacheDataset(None)}
-
-
-def label_resources(model: dict[str, Any] | None = None, cache_path: str | None = None) -> dict[str, Any]:
-    """``judge_model`` and ``label_cache`` datasets for the labeling pipeline."""
-    return {"judge_model": LLMDataset(**(model or {})), "label_cache": ResponseCacheDataset(cache_path)}
-
-
-def checkpoint_dataset(path: str) -> CheckpointDataset:
-    """A generation checkpoint folder."""
-    return CheckpointDataset(path)

@@ -275,8 +275,10 @@ def _stop_if_unreachable(judge: LLMJudge, verdicts: list[Verdict | None]) -> Non
         return
     reasons = Counter(v.reason for v in verdicts if v is not None and not v.ok and v.reason)
     reason = reasons.most_common(1)[0][0] if reasons else "no reason given"
-    where = judge.identity.get("base_url") or "Hugging Face Inference" if judge.identity.get("backend") != \
-        "transformers" else "the local model"
+    if judge.identity.get("backend") == "transformers":
+        where = "the local model"
+    else:
+        where = judge.identity.get("base_url") or "Hugging Face Inference"
     raise JudgeUnavailableError(
         f"all {counters.calls} calls to the judge {judge.identity.get('model')!r} ({where}) failed; "
         f"the commonest reason: {reason[:300]}. Check the judge_model entry (backend, options.base_url, "
