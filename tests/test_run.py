@@ -57,3 +57,25 @@ def test_cli_threshold_pipeline_reapplies_a_threshold_to_stored_scores(tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "judge_summary.json").read_text())
     assert (summary["failure_threshold"], summary["failed"], summary["passed"]) == (6.0, 6, 4)
+
+
+def test_registry_loads_only_the_requested_stage_packages(project_root):
+    """`kedro run --pipeline sampling` imports the sampling package only (not scikit-learn via
+    clustering, nor torch); a run without --pipeline gets every pipeline, composites included."""
+    code = (
+        "import sys\n"
+        "from kedro.framework.project import pipelines\n"
+        "from kedro.framework.startup import bootstrap_project\n"
+        f"bootstrap_project({str(project_root)!r})\n"
+        "pipelines.set_requested(['sampling'])\n"
+        "names = sorted(pipelines)\n"
+        "print('OUT', names, 'phase1b_kedro.pipelines.clustering' in sys.modules, 'sklearn' in sys.modules)\n"
+        "pipelines.set_requested(None)\n"
+        "print('OUT', sorted(pipelines))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}).stdout.splitlines()
+    out = [line[4:] for line in out if line.startswith("OUT ")]  # not Kedro's log lines
+    assert out[0] == "['sampling'] False False"
+    assert out[1] == str(["__default__", "baseline", "clustering", "compare", "generation", "judging",
+                          "labeling", "reporting", "sampling", "threshold", "two_models"])

@@ -221,32 +221,93 @@ class InferenceSettings:
 
 #: Characters of the system turn and of the prompt that the text classifier reads.
 CLASSIFIER_CHARS = 300
+#: Separates documents in a batch: a byte ``_NOT_WORD`` turns into a space, so no word holds it.
+_DOC_SEP = b"\x01"
 
 
-@lru_cache(maxsize=4096)
-def _system_words(system: str) -> frozenset[str]:
-    """Words of a system turn (cached: records of one source usually share it)."""
-    return frozenset(_words(system.lower()))
+@dataclass(frozen=True)
+class Documents:
+    """A batch of classifier inputs, featurised in bulk (C-level string, dict and sparse operations).
+
+    ``systems[i]`` and ``prompts[i]`` are record ``i``'s system turn and prompt as the
+    classifier reads them: their first ``CLASSIFIER_CHARS`` characters, lowercased, every
+    non-word character a space (the words of :func:`_words`); ``sources[i]`` is its source
+    (``None``: none). System turns repeat across the records of a source, so each distinct one
+    is split and looked up once.
+    """
+
+    systems: list[bytes]
+    prompts: list[bytes]
+    sources: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Documents:
+        """The documents at ``rows``."""
+        return Documents([self.systems[i] for i in rows], [self.prompts[i] for i in rows],
+                         [self.sources[i] for i in rows])
+
+    def presence(self, lookup: Mapping[bytes, int], width: int) -> Any:
+        """Which tokens each document holds: CSR ``(len(self), width)``, float32, ones.
+
+        Args:
+            lookup: Token → column (words, and :func:`source_token` for sources); tokens it
+                does not hold are not features. It must map ``_DOC_SEP`` to ``-2`` (see
+                :func:`with_separator`).
+            width: The number of columns.
+        """
+        from scipy.sparse import csr_matrix
+
+        distinct: dict[bytes, int] = {}
+        which = [distinct.setdefault(system, len(distinct)) for system in self.systems]
+        matrix = _occurrences(list(distinct), lookup, width)[which] + _occurrences(self.prompts, lookup, width)
+        by_source = {src: lookup.get(source_token(src), -1) for src in set(self.sources) if src}
+        src_cols = np.fromiter((by_source[src] if src else -1 for src in self.sources), dtype=np.int64,
+                               count=len(self))
+        rows = np.flatnonzero(src_cols >= 0)
+        matrix = matrix + csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, src_cols[rows])),
+                                     shape=(len(self), width))
+        matrix.data[:] = 1.0  # presence: a word in both the system turn and the prompt counts once
+        return matrix
 
 
-#: A classifier document: the start of the system turn, the words of the start of the
-#: prompt, and the source. The system turn's words are looked up once per distinct turn.
-Document = tuple[str, frozenset[str], str | None]
+def _occurrences(texts: list[bytes], lookup: Mapping[bytes, int], width: int) -> Any:
+    """How often each column's token occurs in each of ``texts``: CSR ``(len(texts), width)``.
+
+    The texts are joined with a separator token and split once; each token is looked up in
+    one C-level ``map``.
+    """
+    from scipy.sparse import csr_matrix
+
+    flat = (b" " + _DOC_SEP + b" ").join(texts).split()
+    cols = np.array(list(map(lookup.get, flat, repeat(-1))), dtype=np.int64)
+    rows = np.cumsum(cols == -2)
+    keep = cols >= 0
+    return csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
+                      shape=(len(texts), width))
 
 
-def documents(texts: Sequence[tuple[str, str]], sources: Sequence[str | None]) -> list[Document]:
-    """The classifier's features of each ``(system, prompt)`` text and its source: the words
-    at the start of the system turn and prompt, plus the source (a token no word can equal)."""
-    return [(system[:CLASSIFIER_CHARS], frozenset(_words(prompt[:CLASSIFIER_CHARS].lower())), src)
-            for (system, prompt), src in zip(texts, sources, strict=True)]
+def with_separator(vocabulary: Mapping[bytes, int]) -> dict[bytes, int]:
+    """The vocabulary plus the document separator (``-2``), as :meth:`Documents.presence` reads it."""
+    return {**vocabulary, _DOC_SEP: -2}
 
 
-def _doc_tokens(doc: Document) -> set[str]:
-    system, words, source = doc
-    tokens = set(words) | _system_words(system)
-    if source:
-        tokens.add("\x00" + source)
-    return tokens
+def source_token(source: str) -> bytes:
+    """The classifier's feature for a record's source (no word can equal it: words hold no NUL)."""
+    return b"\x00" + source.encode("utf-8")
+
+
+def _classifier_words(text: str) -> bytes:
+    """The start of ``text`` as the classifier reads it: lowercased, non-word characters as spaces."""
+    return text[:CLASSIFIER_CHARS].lower().encode("ascii", "replace").translate(_NOT_WORD)
+
+
+def documents(texts: Sequence[tuple[str, str]], sources: Sequence[str | None]) -> Documents:
+    """The classifier's view of each ``(system, prompt)`` text and its source: the words at the
+    start of the system turn and prompt, plus the source."""
+    return Documents([_classifier_words(system) for system, _ in texts],
+                     [_classifier_words(prompt) for _, prompt in texts], list(sources))
 
 
 class TextCategoryModel:
@@ -258,17 +319,17 @@ class TextCategoryModel:
     count (which is what the cross-validation with whole sources held out measures).
     """
 
-    def __init__(self, vocabulary: dict[str, int], model: Any) -> None:
+    def __init__(self, vocabulary: dict[bytes, int], model: Any) -> None:
         """Use :meth:`fit`."""
-        self._vocabulary = vocabulary
+        self._lookup = with_separator(vocabulary)
         self._model = model
         self.classes = np.asarray(model.classes_)
 
     @classmethod
-    def fit(cls, docs: Sequence[Document], labels: Sequence[str], seed: int = 0) -> TextCategoryModel:
+    def fit(cls, docs: Documents, labels: Sequence[str], seed: int = 0) -> TextCategoryModel:
         """Fit on :func:`documents` with their categories."""
         vocabulary = cls.vocabulary(docs)
-        return cls(vocabulary, cls.estimator(seed).fit(cls._matrix(docs, vocabulary), np.asarray(labels)))
+        return cls(vocabulary, cls.estimator(seed).fit(cls._matrix(docs, with_separator(vocabulary)), np.asarray(labels)))
 
     @staticmethod
     def estimator(seed: int) -> Any:
@@ -278,48 +339,35 @@ class TextCategoryModel:
         return SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=15, tol=None, random_state=seed)
 
     @staticmethod
-    def vocabulary(docs: Sequence[Document]) -> dict[str, int]:
-        """Feature columns: tokens in at least two documents (all of them for small files)."""
-        counts: dict[str, int] = {}
-        for doc in docs:
-            for tok in _doc_tokens(doc):
-                counts[tok] = counts.get(tok, 0) + 1
+    def vocabulary(docs: Documents) -> dict[bytes, int]:
+        """Feature columns: words and sources in at least two documents (all of them for small files)."""
+        ids: dict[bytes, int] = {}
+        for text in (*docs.systems, *docs.prompts):
+            for word in text.split():
+                ids.setdefault(word, len(ids))
+        for src in docs.sources:
+            if src:
+                ids.setdefault(source_token(src), len(ids))
+        in_docs = np.bincount(docs.presence(with_separator(ids), max(1, len(ids))).indices, minlength=len(ids))
         # Words seen once say little and make the model large.
         min_df = 2 if len(docs) >= 200 else 1
-        return {tok: i for i, tok in enumerate(sorted(t for t, c in counts.items() if c >= min_df))}
+        return {tok: i for i, tok in enumerate(sorted(t for t, i in ids.items() if in_docs[i] >= min_df))}
 
     @staticmethod
-    def _matrix(docs: Sequence[Document], vocabulary: Mapping[str, int]) -> Any:
-        from scipy.sparse import csr_matrix
+    def _matrix(docs: Documents, lookup: Mapping[bytes, int]) -> Any:
+        """The L2-normalised token-presence matrix: CSR, ``(len(docs), vocabulary size)``, float32.
+
+        ``lookup`` is a vocabulary made into a lookup by :func:`with_separator`.
+        """
         from sklearn.preprocessing import normalize
 
-        get = vocabulary.get
-        system_columns: dict[str, list[int]] = {}
-        indptr, indices = [0], []
-        for system, words, source in docs:
-            columns = system_columns.get(system)
-            if columns is None:
-                columns = system_columns[system] = [i for i in map(get, _system_words(system)) if i is not None]
-            indices.extend(columns)
-            indices.extend(map(get, words, repeat(-1)))  # -1: not a feature (dropped below, in numpy)
-            if source and (col := get("\x00" + source)) is not None:
-                indices.append(col)
-            indptr.append(len(indices))
-        found = np.array(indices, dtype=np.int64)
-        keep = found >= 0
-        indptr_kept = np.concatenate(([0], np.cumsum(keep)))[np.array(indptr)].astype(np.int32)
-        data = np.ones(int(keep.sum()), dtype=np.float32)
-        matrix = csr_matrix((data, found[keep].astype(np.int32), indptr_kept),
-                            shape=(len(docs), max(1, len(vocabulary))))
-        matrix.sum_duplicates()  # a word in both system turn and prompt; sorted, so sums never vary
-        matrix.data[:] = 1.0
-        return normalize(matrix)
+        return normalize(docs.presence(lookup, max(1, len(lookup) - 1)))
 
-    def predict(self, docs: Sequence[Document]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, docs: Documents) -> tuple[np.ndarray, np.ndarray]:
         """Predicted category and its probability for each of :func:`documents`."""
         if not docs:
             return np.array([], dtype=object), np.array([], dtype=np.float32)
-        proba = self._model.predict_proba(self._matrix(docs, self._vocabulary))
+        proba = self._model.predict_proba(self._matrix(docs, self._lookup))
         best = proba.argmax(axis=1)
         return self.classes[best], proba[np.arange(len(best)), best].astype(np.float32)
 
@@ -444,7 +492,7 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     return report
 
 
-def _cross_validate(docs: list[Document], labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
+def _cross_validate(docs: Documents, labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
                     held_out: str) -> dict[str, Any]:
     """Accuracy of :class:`TextCategoryModel`'s estimator on each fold's held-out records.
 
@@ -454,7 +502,7 @@ def _cross_validate(docs: list[Document], labels: np.ndarray, splits: Any, setti
     n = len(labels)
     pred = np.empty(n, dtype=object)
     conf = np.zeros(n, dtype=np.float32)
-    matrix = TextCategoryModel._matrix(docs, TextCategoryModel.vocabulary(docs))
+    matrix = TextCategoryModel._matrix(docs, with_separator(TextCategoryModel.vocabulary(docs)))
     folds = 0
     for train, test in splits:
         folds += 1
