@@ -192,6 +192,9 @@ class InferenceSettings:
     source_sample: int = 200
     #: Labelled records on which the rules' accuracy is estimated (a deterministic subset).
     rules_estimate_records: int = 3_000
+    #: Labelled records on which the classifier is cross-validated (a deterministic subset of
+    #: the training set: its cost grows with it, its precision hardly beyond a few thousand).
+    classifier_estimate_records: int = 2_500
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> InferenceSettings:
@@ -441,6 +444,8 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
 
     - ``classifier``: cross-validated with whole sources held out (scikit-learn
       ``GroupKFold``, up to 5 folds): the estimate for a source with no labelled records.
+      Both classifier estimates use a uniform subset of ``classifier_estimate_records``
+      records (each fold trains on fewer records than the deployed model, so they lean low).
       Records without a source form one group of their own.
     - ``classifier_within_sources``: cross-validated over records (``StratifiedKFold``): the
       estimate for records of sources that do have labelled records.
@@ -457,21 +462,25 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     report: dict[str, Any] = {"labelled_records": n, "sources": int(len(set(groups.tolist())))}
     if n == 0:
         return report
-    k = min(5, report["sources"])
     if settings.classifier and n >= settings.classifier_min_labeled and len(set(labels)) >= 2:
         from sklearn.model_selection import GroupKFold, StratifiedKFold
 
-        docs = documents(texts, sources)
-        folds = min(5, int(np.unique(labels_arr, return_counts=True)[1].min()))
+        # Every step-th record: the training set is in content-hash order, so this is a
+        # uniform subset (and the whole set when it is small enough).
+        cv = np.arange(0, n, max(1, -(-n // max(1, settings.classifier_estimate_records))))
+        docs = documents([texts[i] for i in cv], [sources[i] for i in cv])
+        cv_labels, cv_groups = labels_arr[cv], groups[cv]
+        folds = min(5, int(np.unique(cv_labels, return_counts=True)[1].min()))
+        k = min(5, len(set(cv_groups.tolist())))
         if folds >= 2:
             # Records of sources that have labelled records: what the classifier is used for first.
-            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(n), labels_arr)
-            report["classifier_within_sources"] = _cross_validate(docs, labels_arr, splits, settings, seed,
+            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(cv, cv_labels)
+            report["classifier_within_sources"] = _cross_validate(docs, cv_labels, splits, settings, seed,
                                                                   "records (their sources seen)")
         if k >= 2:
             # Whole sources held out: what to expect for a source with no labelled record.
-            splits = GroupKFold(n_splits=k).split(np.zeros(n), labels_arr, groups)
-            report["classifier"] = _cross_validate(docs, labels_arr, splits, settings, seed, "whole sources")
+            splits = GroupKFold(n_splits=k).split(cv, cv_labels, cv_groups)
+            report["classifier"] = _cross_validate(docs, cv_labels, splits, settings, seed, "whole sources")
     right = total = 0
     for group in set(groups.tolist()):
         members = labels_arr[groups == group]

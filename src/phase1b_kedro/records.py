@@ -104,7 +104,7 @@ class FieldConfig:
         return cls(**kwargs)
 
 
-@dataclass
+@dataclass(slots=True)
 class Normalised:
     """A record in the contract's shape, before its category is decided."""
 
@@ -131,7 +131,7 @@ class Rejection:
 
 def content_hash(messages: Sequence[Mapping[str, str]], reference: str) -> str:
     """A stable 16-hex-digit hash of a conversation and its reference."""
-    payload = orjson.dumps([[m["role"], m["content"]] for m in messages] + [reference])
+    payload = orjson.dumps([(m["role"], m["content"]) for m in messages] + [reference])  # tuples: JSON arrays
     return hashlib.blake2b(payload, digest_size=8).hexdigest()
 
 
@@ -150,13 +150,15 @@ def detect_format(obj: Mapping[str, Any], cfg: FieldConfig) -> str | None:
     return None
 
 
-def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normalised | Rejection:
+def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto", with_meta: bool = True) -> Normalised | Rejection:
     """Turn one parsed JSON value into a :class:`Normalised` record or a :class:`Rejection`.
 
     Args:
         obj: The parsed JSON value of one input line.
         cfg: Field names to look for.
         forced_format: ``auto`` to detect per record, or one of :data:`FORMATS`.
+        with_meta: ``False`` leaves ``meta`` empty (the sampling index reads no meta; the same
+            records are accepted and rejected either way).
 
     Returns:
         The normalised record, or the reason it cannot be used.
@@ -175,26 +177,28 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
         return Rejection(bad.reason, bad.detail)
 
     prompt = _last_prompt(messages)
-    if not prompt.strip():
+    if _blank(prompt):
         return Rejection("empty_prompt", "the prompt is empty or whitespace")
-    if not reference.strip():
+    if _blank(reference):
         return Rejection("empty_reference", "the reference answer is empty")
-    total_chars = sum(len(m["content"]) for m in messages)
+    total_chars = sum([len(m["content"]) for m in messages])
     if total_chars > cfg.max_prompt_chars:
         return Rejection(
             "prompt_too_long",
             f"{total_chars} characters > max_prompt_chars={cfg.max_prompt_chars}",
         )
 
-    meta: dict[str, Any] = {"format": fmt}
-    if isinstance(obj.get("meta"), dict):
-        meta["source_meta"] = obj["meta"]
-    if acceptable is not None:
-        meta["acceptable"] = acceptable
-    meta.update(notes)
     tests = extract_tests(obj)
-    if tests is not None:
-        meta["tests"] = tests
+    meta: dict[str, Any] = {}
+    if with_meta:
+        meta["format"] = fmt
+        if isinstance(obj.get("meta"), dict):
+            meta["source_meta"] = obj["meta"]
+        if acceptable is not None:
+            meta["acceptable"] = acceptable
+        meta.update(notes)
+        if tests is not None:
+            meta["tests"] = tests
 
     raw_id = _first_present(obj, cfg.id_fields)
     if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
@@ -207,24 +211,21 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto") -> Normal
 
     source = _first_present(obj, cfg.source_fields)
     cat = _first_present(obj, cfg.category_fields)
-    return Normalised(
-        id=rec_id,
-        id_from_source=from_source,
-        messages=messages,
-        prompt=prompt,
-        reference=reference,
-        format=fmt,
-        source=source.strip() if isinstance(source, str) and source.strip() else None,
-        source_category=cat.strip() if isinstance(cat, str) and cat.strip() else None,
-        meta=meta,
-        key=key,
-    )
+    # Positional (the field order of Normalised): it runs for every input line.
+    return Normalised(rec_id, from_source, messages, prompt, reference, fmt,
+                      source.strip() or None if isinstance(source, str) else None,
+                      cat.strip() or None if isinstance(cat, str) else None, key, meta)
 
 
 class _Bad(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason, detail)
         self.reason, self.detail = reason, detail
+
+
+def _blank(text: str) -> bool:
+    """``not text.strip()`` without copying the text."""
+    return not text or text.isspace()
 
 
 def _first_present(obj: Mapping[str, Any], names: Sequence[str]) -> Any:
@@ -252,10 +253,10 @@ def _last_prompt(messages: list[dict[str, str]]) -> str:
     """The last user turn; a conversation with none (some evals put the task in the system
     message) falls back to its last non-empty message."""
     for m in reversed(messages):
-        if m["role"] == "user" and m["content"].strip():
+        if m["role"] == "user" and not _blank(m["content"]):
             return m["content"]
     for m in reversed(messages):
-        if m["content"].strip():
+        if not _blank(m["content"]):
             return m["content"]
     return ""
 

@@ -185,13 +185,16 @@ class Scanner:
         self.classifier: CategoryClassifier = classifier_from_params(params)
         self.inference = InferenceSettings.from_params(params)
 
-    def record(self, raw: bytes, is_last: bool) -> Normalised | Rejection:
-        """Parse and normalise one line; any exception quarantines the line, never the run."""
+    def record(self, raw: bytes, is_last: bool, with_meta: bool = True) -> Normalised | Rejection:
+        """Parse and normalise one line; any exception quarantines the line, never the run.
+
+        ``with_meta=False`` (the index) leaves the record's ``meta`` empty.
+        """
         try:
             obj = parse_line(raw, is_last)
             if isinstance(obj, Rejection):
                 return obj
-            return normalise(obj, self.cfg, self.forced_format)
+            return normalise(obj, self.cfg, self.forced_format, with_meta)
         except Exception as exc:  # a shape no parser foresaw: this line only
             return Rejection("unexpected_error", f"{type(exc).__name__}: {exc}")
 
@@ -311,7 +314,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             if not line or line.isspace():
                 part.blanks += 1
                 continue
-            rec = record(line, is_last)
+            rec = record(line, is_last, False)
             if isinstance(rec, Rejection):
                 if scanner.policy == "fail":
                     lineno = _count_lines(raw, start) + lines
@@ -724,22 +727,28 @@ def build_records(raw: RawInput | bytes, rows: pd.DataFrame, params: Mapping[str
     scanner = Scanner(params)
     out = []
     lines = read_lines(raw, rows["offset"].tolist())
-    for line, row in zip(lines, rows.itertuples(index=False), strict=True):
-        rec = scanner.record(line, False)
-        assert isinstance(rec, Normalised), f"line {row.line} was indexed but does not normalise"
-        meta = {**rec.meta, "line": int(row.line), "category_method": row.category_method,
-                "source_category": rec.source_category}
-        if row.category_method == "classifier":
-            meta["category_confidence"] = round(float(row.category_confidence), 4)
-        elif row.category_method == "rules":
-            meta["category_rules"] = list(scanner.classifier.rules(*classifier_text(rec.messages, rec.prompt)).rules)
-        out.append({
-            "id": rec.id,
-            "category": row.category,
-            "messages": rec.messages,
-            "prompt": rec.prompt,
-            "reference": rec.reference,
-            "source": rec.source or rec.format,
-            "meta": meta,
-        })
+    with _gc_paused():
+        for line, row in zip(lines, rows.itertuples(index=False), strict=True):
+            out.append(_full_record(scanner, line, row))
     return out
+
+
+def _full_record(scanner: Scanner, line: bytes, row: Any) -> dict[str, Any]:
+    """One sampled line as a test record, with how its category was decided in ``meta``."""
+    rec = scanner.record(line, False)
+    assert isinstance(rec, Normalised), f"line {row.line} was indexed but does not normalise"
+    meta = {**rec.meta, "line": int(row.line), "category_method": row.category_method,
+            "source_category": rec.source_category}
+    if row.category_method == "classifier":
+        meta["category_confidence"] = round(float(row.category_confidence), 4)
+    elif row.category_method == "rules":
+        meta["category_rules"] = list(scanner.classifier.rules(*classifier_text(rec.messages, rec.prompt)).rules)
+    return {
+        "id": rec.id,
+        "category": row.category,
+        "messages": rec.messages,
+        "prompt": rec.prompt,
+        "reference": rec.reference,
+        "source": rec.source or rec.format,
+        "meta": meta,
+    }
