@@ -164,10 +164,10 @@ def test_a_null_text_part_is_quarantined_next_to_valid_lines(sampling_params):
 def test_any_exception_on_one_line_quarantines_only_that_line(sampling_params, monkeypatch):
     real = sampling_mod.normalise
 
-    def flaky(obj, cfg, fmt="auto"):
+    def flaky(obj, cfg, fmt="auto", with_meta=True):
         if obj.get("prompt") == "boom":
             raise KeyError("surprise")
-        return real(obj, cfg, fmt)
+        return real(obj, cfg, fmt, with_meta)
 
     monkeypatch.setattr(sampling_mod, "normalise", flaky)
     data = jsonl({"prompt": "a", "response": "b"}, {"prompt": "boom", "response": "b"}, {"prompt": "c", "response": "d"})
