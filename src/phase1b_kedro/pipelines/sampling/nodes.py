@@ -35,6 +35,8 @@ def index_records(raw_prompts: RawInput | bytes, params: dict[str, Any]) -> tupl
         "input_sha256": scan.input_sha256,
         "input_bytes": scan.input_bytes,
         "categories": scan.categories,
+        # Counted here so that the index is not needed after de-duplication (its memory is freed).
+        "formats": _counts(scan.index["format"]),
     }
     return scan.index, scan.rejected, info
 
@@ -85,7 +87,6 @@ def build_test_dataset(raw_prompts: RawInput | bytes, sampled_index: pd.DataFram
 
 def summarise_sampling(
     scan_info: dict,
-    record_index: pd.DataFrame,
     unique_index: pd.DataFrame,
     sampled_index: pd.DataFrame,
     quarantined: list[dict],
@@ -95,8 +96,7 @@ def summarise_sampling(
     """Reconcile the counts and gather every rejected line in one list.
 
     Args:
-        scan_info: Counts from :func:`index_records`.
-        record_index: All usable records.
+        scan_info: Counts from :func:`index_records` (with the formats of all usable records).
         unique_index: Usable records after de-duplication.
         sampled_index: The sample.
         quarantined: Lines that could not be used.
@@ -123,7 +123,7 @@ def summarise_sampling(
         "rejected": len(rejected),
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejected).items())),
         "duplicates_dropped": sum(r["reason"] == "duplicate" for r in rejected),
-        "formats": dict(sorted(_counts(record_index["format"]).items())),
+        "formats": dict(sorted(scan_info["formats"].items())),
         **_category_counts(unique_index, sampled_index, scan_info),
         "ids_from_source": int(unique_index["id_from_source"].sum()),
         "seed": settings.seed,

@@ -36,7 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=summarise_sampling,
                 inputs=[
-                    "scan_info", "record_index", "unique_record_index", "sampled_index",
+                    "scan_info", "unique_record_index", "sampled_index",
                     "quarantined_records", "duplicate_records", "params:sampling",
                 ],
                 outputs=["test_dataset_stats", "rejected_records"],
