@@ -397,22 +397,36 @@ def source_majorities(source: np.ndarray, category: np.ndarray, tiers: Sequence[
         ``{source code: category code}`` for sources with a clear majority.
     """
     out: dict[int, int] = {}
-    settled: set[int] = set()
+    width = int(source.max(initial=-1)) + 1
+    settled = np.zeros(width, dtype=bool)
     for mask in tiers:
-        sel = mask & (source >= 0)
-        if not sel.any():
-            continue
-        frame = pd.DataFrame({"s": source[sel], "c": category[sel]})
-        counts = frame.groupby(["s", "c"]).size().unstack(fill_value=0)
+        counts = _counts_by_source(source, category, mask, width)
         totals = counts.sum(axis=1)
-        for src, row in counts.iterrows():
+        for src in np.flatnonzero(totals):
             src = int(src)
-            if src in settled or totals[src] < settings.source_min_records:
+            if settled[src] or totals[src] < settings.source_min_records:
                 continue
-            settled.add(src)  # a source decided at a more trusted tier never falls to a lower one
-            if row.max() >= settings.source_min_share * totals[src]:
-                out[src] = int(row.idxmax())
+            settled[src] = True  # a source decided at a more trusted tier never falls to a lower one
+            if counts[src].max() >= settings.source_min_share * totals[src]:
+                out[src] = int(counts[src].argmax())  # ties: the first category
     return out
+
+
+#: Records per chunk of the per-record array operations below (bounds their temporaries).
+_CHUNK = 1 << 20
+
+
+def _counts_by_source(source: np.ndarray, category: np.ndarray, mask: np.ndarray, width: int) -> np.ndarray:
+    """``counts[s, c]``: records of source ``s`` with category ``c`` among ``mask`` (``int64``,
+    ``(width, len(CATEGORIES))``); records without a source (-1) are not counted."""
+    k = len(CATEGORIES)
+    counts = np.zeros(width * k, dtype=np.int64)
+    for lo in range(0, len(source), _CHUNK):
+        sel = mask[lo:lo + _CHUNK] & (source[lo:lo + _CHUNK] >= 0)
+        if sel.any():
+            flat = source[lo:lo + _CHUNK][sel].astype(np.int64) * k + category[lo:lo + _CHUNK][sel]
+            counts += np.bincount(flat, minlength=width * k)
+    return counts.reshape(width, k)
 
 
 def resolve(field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray, rule_cat: np.ndarray,
@@ -434,8 +448,9 @@ def resolve(field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray, rule_c
     src_cat = lookup[source]  # source -1 reads the last slot, always -1
     by_source = ~by_field & ~by_clf & (src_cat >= 0)
     category = np.where(by_field | by_clf, decided, np.where(by_source, src_cat, rule_cat))
-    method = np.select([by_field, by_clf, by_source], [0, 1, 2], default=3)
-    return category.astype(np.int8), method.astype(np.int8)
+    method = np.full(len(field), 3, dtype=np.int8)  # the masks are exclusive
+    method[by_source], method[by_clf], method[by_field] = 2, 1, 0
+    return category.astype(np.int8, copy=False), method
 
 
 def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | None], labels: Sequence[str],

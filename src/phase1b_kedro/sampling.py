@@ -72,6 +72,8 @@ _FMT_CODE = {f: i for i, f in enumerate(FORMATS)}
 _BLOCK = 4 << 20
 #: Rows per classifier/rules batch in the second pass.
 _BATCH = 50_000
+#: Records per chunk of whole-index array operations (bounds their temporaries).
+_CHUNK = 1 << 20
 
 
 class BadRecordError(ValueError):
@@ -534,8 +536,13 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     per_source = np.bincount(src[undecided & (src >= 0)], minlength=len(sources) + 1)
     rate = np.minimum(1.0, settings.source_sample / np.maximum(per_source, 1))
     rate[-1] = 1.0  # records without a source: always
-    spread = index["key"].to_numpy().astype(np.float64) / 2.0**64  # a content hash: uniform in [0, 1)
-    want_rules = undecided & (spread < rate[src])
+    # A content hash is uniform: the records whose key / 2**64 is below the rate (in chunks: no
+    # per-record float array of the whole file).
+    key = index["key"].to_numpy()
+    want_rules = np.zeros(n, dtype=bool)
+    for lo in range(0, n, _CHUNK):
+        hi = lo + _CHUNK
+        want_rules[lo:hi] = undecided[lo:hi] & (key[lo:hi] / 2.0**64 < rate[src[lo:hi]])
 
     clf_cat = np.full(n, -1, dtype=np.int8)
     clf_conf = np.zeros(n, dtype=np.float32)
@@ -580,7 +587,7 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
         category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
     index["category"] = pd.Categorical.from_codes(category, categories=list(CATEGORIES))
     index["category_method"] = pd.Categorical.from_codes(method, categories=list(METHODS))
-    index["category_confidence"] = np.where(method == 1, clf_conf, np.nan).astype(np.float32)
+    index["category_confidence"] = np.where(method == 1, clf_conf, np.float32(np.nan))
     index["source"] = pd.Categorical.from_codes(src, categories=sources) if sources else None
     index.drop(columns=["field_cat", "source_code"], inplace=True)
     report["rules_applied"] = int(rule_done.sum())
