@@ -214,7 +214,8 @@ class _Part:
     source: array = field(default_factory=lambda: array("l"))
     field_cat: array = field(default_factory=lambda: array("b"))
     id_from_source: array = field(default_factory=lambda: array("b"))
-    ids: list[str] = field(default_factory=list)
+    #: 64-bit hash of the id a record brings (0 when it brings none): ids are not held as strings.
+    id_hash: array = field(default_factory=lambda: array("Q"))
     sources: dict[str, int] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
@@ -225,7 +226,7 @@ class _Part:
 
     #: The index columns, their dtype in the index, and the file each is written to (``spill`` + name).
     COLUMNS = (("line", np.int64), ("offset", np.int64), ("key", np.uint64), ("fmt", np.int8),
-               ("source", np.int64), ("field_cat", np.int8), ("id_from_source", np.int8))
+               ("source", np.int64), ("field_cat", np.int8), ("id_from_source", np.int8), ("id_hash", np.uint64))
 
     def save_columns(self) -> None:
         """Write the columns next to the spill and release them: they go back to the parent
@@ -304,7 +305,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
     train, sources, rejected = part.train, part.sources, part.rejected
     add_line, add_offset, add_key, add_fmt = part.line.append, part.offset.append, part.key.append, part.fmt.append
     add_source, add_field, add_from, add_id = (part.source.append, part.field_cat.append,
-                                               part.id_from_source.append, part.ids.append)
+                                               part.id_from_source.append, part.id_hash.append)
     lines = 0
     with os.fdopen(fd, "wb") as spill, _gc_paused():
         write = spill.write
@@ -329,7 +330,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             add_key(key)
             add_fmt(_FMT_CODE[rec.format])
             add_from(rec.id_from_source)
-            add_id(rec.id if rec.id_from_source else "")  # "" is one shared object
+            add_id(id_hash(rec.id) if rec.id_from_source else 0)
             add_source(sources.setdefault(rec.source, len(sources)) if rec.source else -1)
             mapped = cfg_field(rec.source_category)
             add_field(_CAT_CODE[mapped] if mapped is not None else -1)
@@ -478,7 +479,6 @@ def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list
     sources: dict[str, int] = {}
     bounds = np.cumsum([0] + [part.count for part in parts])
     cols = {name: np.empty(bounds[-1], dtype=dtype) for name, dtype in _Part.COLUMNS}
-    ids: list[str] = []
     rejected: list[dict] = []
     first = blanks = 0
     for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
@@ -487,17 +487,15 @@ def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list
             cols[name][lo:hi] = part.load_column(name, dtype)
         cols["line"][lo:hi] += first
         cols["source"][lo:hi] = remap[cols["source"][lo:hi]]
-        ids.extend(part.ids)
-        part.ids = []
         rejected.extend({**r, "line": r["line"] + first} for r in part.rejected)
         first += part.lines
         blanks += part.blanks
     index = pd.DataFrame({
         "line": cols["line"],
         "offset": cols["offset"],
-        # Only ids the records bring are held ("" otherwise): a content-hash id is `h-` + key,
-        # written out where needed, so millions of records do not cost millions of strings.
-        "id": np.array(ids, dtype=object),
+        # Ids are held as hashes (a string each would cost more than the rest of the row): the
+        # few that are shown (duplicates) are read back from their lines.
+        "id_hash": cols["id_hash"],
         "id_from_source": cols["id_from_source"].view(np.bool_),
         "key": cols["key"],
         "format": pd.Categorical.from_codes(cols["fmt"], categories=list(FORMATS)),
@@ -646,45 +644,86 @@ def _sha256(raw: RawInput) -> str:
     return digest.hexdigest()
 
 
+def id_hash(rec_id: str) -> int:
+    """The 64-bit hash under which the index holds an id a record brings (BLAKE2b of its UTF-8)."""
+    return int.from_bytes(hashlib.blake2b(rec_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
 def display_id(rec_id: str, key: int) -> str:
-    """A record's id from its index row: its own, or ``h-`` + its content hash."""
+    """A record's id: its own, or ``h-`` + its content hash."""
     return rec_id or f"h-{int(key):016x}"
 
 
-def deduplicate(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
+                params: Mapping[str, Any]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
     The first occurrence is kept. A later record with the same content is rejected as
     ``duplicate``; one that reuses an id with different content as ``duplicate_id``
-    (content-hash ids cannot collide without equal content).
+    (content-hash ids cannot collide without equal content). Ids are compared by their
+    64-bit hashes; every id a rejection names is read back from its line (and a reused id is
+    confirmed on the text, so a hash collision cannot reject a record).
 
     Args:
         index: The record index (see :func:`scan_input`), in input order.
+        raw: The input the index was built from.
+        params: The ``sampling`` parameter group (to read lines back).
 
     Returns:
         The de-duplicated index and the rejections (with line numbers and the kept id).
     """
-    keys, ids = index["key"], index["id"].to_numpy()
+    keys = index["key"]
+    own = index["id_from_source"].to_numpy()
+    hashes = index["id_hash"].to_numpy()
     dup_key = keys.duplicated(keep="first").to_numpy()
-    # Only ids the records bring can be reused ("" stands for a content-hash id); masks, not
-    # copies of the index, so that millions of records cost a few bytes each here.
-    own = ~dup_key & index["id_from_source"].to_numpy()
-    dup_id = np.zeros(len(index), dtype=bool)
-    dup_id[own] = pd.Series(ids[own]).duplicated(keep="first").to_numpy()
-    # The kept record's id, looked up only for the duplicated contents (a few, not millions).
-    kept = ~dup_key & keys.isin(keys[dup_key]).to_numpy()
-    first_id_by_key = dict(zip(keys[kept].tolist(), ids[kept].tolist(), strict=True))
+    # Only ids the records bring can be reused; masks, not copies of the index.
+    candidates = np.flatnonzero(~dup_key & own)
+    by_hash = pd.Series(hashes[candidates])
+    reused = by_hash.duplicated(keep="first").to_numpy()
+    first_of_hash = dict(zip(hashes[candidates[~reused]].tolist(), candidates[~reused].tolist(), strict=True))
+    # The kept record of each duplicated content (a few rows, not millions).
+    kept = np.flatnonzero(~dup_key & keys.isin(keys[dup_key]).to_numpy())
+    first_by_key = dict(zip(keys.to_numpy()[kept].tolist(), kept.tolist(), strict=True))
+    dup_rows = np.flatnonzero(dup_key)
+    reused_rows = candidates[reused]
+    ids = _read_ids(raw, index, params, np.concatenate([
+        dup_rows, kept, reused_rows, [first_of_hash[h] for h in hashes[reused_rows].tolist()]]).astype(np.int64))
+    lines, key_col = index["line"].to_numpy(), keys.to_numpy()
+
+    def shown(row: int) -> str:
+        return display_id(ids.get(row, ""), key_col[row])
+
     rejected = [
-        {"line": int(line), "reason": "duplicate", "id": display_id(rec_id, key),
-         "detail": f"same prompt and reference as id {display_id(first_id_by_key[int(key)], key)}"}
-        for line, rec_id, key in index.loc[dup_key, ["line", "id", "key"]].itertuples(index=False)
-    ] + [
-        {"line": int(line), "reason": "duplicate_id", "id": rec_id,
-         "detail": "id already used by an earlier record with different content"}
-        for line, rec_id in index.loc[dup_id, ["line", "id"]].itertuples(index=False)
+        {"line": int(lines[r]), "reason": "duplicate", "id": shown(r),
+         "detail": f"same prompt and reference as id {shown(first_by_key[int(key_col[r])])}"}
+        for r in dup_rows.tolist()
     ]
+    dup_id = np.zeros(len(index), dtype=bool)
+    for r in reused_rows.tolist():
+        if ids[r] == ids[first_of_hash[int(hashes[r])]]:  # the same id, not a hash collision
+            dup_id[r] = True
+            rejected.append({"line": int(lines[r]), "reason": "duplicate_id", "id": ids[r],
+                             "detail": "id already used by an earlier record with different content"})
     rejected.sort(key=lambda r: r["line"])
-    return index.loc[~(dup_key | dup_id)].reset_index(drop=True), rejected
+    keep = ~(dup_key | dup_id)
+    return (index if keep.all() else index.loc[keep].reset_index(drop=True)), rejected
+
+
+def _read_ids(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any],
+              rows: np.ndarray) -> dict[int, str]:
+    """``{row: id}`` of the given index rows that bring their own id, read back from their lines."""
+    own = index["id_from_source"].to_numpy()
+    rows = np.unique(rows[own[rows]]) if len(rows) else rows
+    if not len(rows):
+        return {}
+    scanner = Scanner(params)
+    out = {}
+    with _gc_paused():
+        for row, line in zip(rows.tolist(), read_lines(raw, index["offset"].to_numpy()[rows].tolist()), strict=True):
+            rec = scanner.record(line, False, False)
+            assert isinstance(rec, Normalised), f"line {index['line'].iat[row]} was indexed but does not normalise"
+            out[row] = rec.id
+    return out
 
 
 def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: int,

@@ -71,10 +71,28 @@ def test_duplicates_and_reused_ids_are_rejected(sampling_params):
         {"prompt": "P3", "response": "R3"},
         {"prompt": "P3", "response": "R3"},              # hash ids: duplicate
     )
-    unique, rejected = deduplicate(scan_input(data, sampling_params).index)
+    unique, rejected = deduplicate(scan_input(data, sampling_params).index, data, sampling_params)
     assert unique["line"].tolist() == [1, 4]
     assert [(r["line"], r["reason"]) for r in rejected] == [(2, "duplicate"), (3, "duplicate_id"), (5, "duplicate")]
     assert "id a" in rejected[0]["detail"]
+    assert [r["id"] for r in rejected] == ["b", "a", rejected[2]["id"]] and rejected[2]["id"].startswith("h-")
+    assert rejected[2]["detail"] == f"same prompt and reference as id {rejected[2]['id']}"
+
+
+def test_ids_compared_by_hash_are_confirmed_on_their_text(sampling_params, monkeypatch):
+    """The index holds ids as 64-bit hashes; if two different ids shared one, neither is rejected."""
+    import phase1b_kedro.sampling as sampling_mod
+
+    monkeypatch.setattr(sampling_mod, "id_hash", lambda rec_id: 7)  # every id collides
+    data = jsonl(
+        {"id": "x", "prompt": "P1", "response": "R1"},
+        {"id": "y", "prompt": "P2", "response": "R2"},   # other id, same hash: kept
+        {"id": "x", "prompt": "P3", "response": "R3"},   # the same id: rejected
+    )
+    params = {**sampling_params, "scan_workers": 1}
+    unique, rejected = deduplicate(scan_input(data, params).index, data, params)
+    assert unique["line"].tolist() == [1, 2]
+    assert [(r["line"], r["reason"], r["id"]) for r in rejected] == [(3, "duplicate_id", "x")]
 
 
 def test_allocation_proportional_with_minimum_and_caps():

@@ -41,16 +41,19 @@ def index_records(raw_prompts: RawInput | bytes, params: dict[str, Any]) -> tupl
     return scan.index, scan.rejected, info
 
 
-def deduplicate_records(record_index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+def deduplicate_records(record_index: pd.DataFrame, raw_prompts: RawInput | bytes,
+                        params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict]]:
     """Remove exact duplicates and reused ids; the first occurrence stays.
 
     Args:
         record_index: The index from :func:`index_records`.
+        raw_prompts: The raw input (the ids that rejections name are read back from it).
+        params: The ``sampling`` parameter group.
 
     Returns:
         The de-duplicated index and one rejection per dropped record.
     """
-    return deduplicate(record_index)
+    return deduplicate(record_index, raw_prompts, params)
 
 
 def sample_records(unique_index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:

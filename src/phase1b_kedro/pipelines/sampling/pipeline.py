@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=deduplicate_records,
-                inputs="record_index",
+                inputs=["record_index", "raw_prompts", "params:sampling"],
                 outputs=["unique_record_index", "duplicate_records"],
                 name="deduplicate_records_node",
             ),
