@@ -57,8 +57,9 @@ print(len(sample))
 """
 
 
-def generate(path: Path, n: int, labels: str = "real", seed: int = 0) -> None:
-    """Write ``n`` records built from the bundled file (about 0.8 KB each)."""
+def generate(path: Path, n: int, labels: str = "real", seed: int = 0, ids: bool = False) -> None:
+    """Write ``n`` records built from the bundled file (about 0.8 KB each); with ``ids``, each
+    carries an ``id`` of its own (as most datasets do), else the index makes content-hash ids."""
     rng = random.Random(seed)
     base = [json.loads(line) for line in (ROOT / "data" / "01_raw" / "prompts.jsonl").open(encoding="utf-8")]
     cats = ["math", "code", "reasoning", "creative", "qa", "other"]
@@ -84,6 +85,8 @@ def generate(path: Path, n: int, labels: str = "real", seed: int = 0) -> None:
                 rec["prompt"] += tag
             rec.pop("task_id", None)
             rec.pop("id", None)
+            if ids:
+                rec["id"] = f"{rec.get('source', 'record')}-{i:09d}"
             if rng.random() < 0.5:
                 rec["category"] = EXPECTED_CATEGORY[rec["source"]] if labels == "real" else rng.choice(cats)
             else:
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--num-samples", type=int, default=20_000)
     parser.add_argument("--labels", choices=("real", "random"), default="real")
+    parser.add_argument("--ids", action="store_true", help="every generated record carries an id of its own")
     parser.add_argument("--input", type=Path, help="an existing JSONL file instead of a generated one")
     parser.add_argument("--keep", type=Path, help="keep the generated file here")
     parser.add_argument("--skip-naive", action="store_true", help="only ours (e.g. for a multi-GB file)")
@@ -147,7 +151,7 @@ def main() -> None:
         path = args.input or args.keep or tmp / "big.jsonl"
         if not args.input:
             t0 = time.perf_counter()
-            generate(path, args.records, args.labels)
+            generate(path, args.records, args.labels, ids=args.ids)
             print(f"generated {args.records:,} records ({args.labels} labels) in {time.perf_counter() - t0:.1f}s")
         size = path.stat().st_size
         print(f"input: {path} {size / 1e9:.2f} GB; cores: {psutil.cpu_count()}")

@@ -200,10 +200,10 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto", with_meta
         if tests is not None:
             meta["tests"] = tests
 
-    raw_id = _first_present(obj, cfg.id_fields)
-    if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
-        return Rejection("wrong_type", f"id must be a string or integer, got {type(raw_id).__name__}")
-    rec_id = str(raw_id).strip() if raw_id is not None else ""
+    try:
+        rec_id = source_id(obj, cfg)
+    except _Bad as bad:
+        return Rejection(bad.reason, bad.detail)
     from_source = bool(rec_id)
     key = content_hash(messages, reference)
     if not from_source:
@@ -215,6 +215,18 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto", with_meta
     return Normalised(rec_id, from_source, messages, prompt, reference, fmt,
                       source.strip() or None if isinstance(source, str) else None,
                       cat.strip() or None if isinstance(cat, str) else None, key, meta)
+
+
+def source_id(obj: Mapping[str, Any], cfg: FieldConfig) -> str:
+    """The id a record brings (the first of ``cfg.id_fields`` present, stripped), ``""`` if none.
+
+    Raises:
+        _Bad: ``wrong_type`` when it is neither a string nor an integer.
+    """
+    raw_id = _first_present(obj, cfg.id_fields)
+    if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
+        raise _Bad("wrong_type", f"id must be a string or integer, got {type(raw_id).__name__}")
+    return str(raw_id).strip() if raw_id is not None else ""
 
 
 class _Bad(Exception):

@@ -58,7 +58,7 @@ from phase1b_kedro.categories import (
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.params import ParameterError, choice
-from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise
+from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise, source_id
 
 logger = logging.getLogger(__name__)
 
@@ -680,7 +680,9 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
     candidates = np.flatnonzero(~dup_key & own)
     by_hash = pd.Series(hashes[candidates])
     reused = by_hash.duplicated(keep="first").to_numpy()
-    first_of_hash = dict(zip(hashes[candidates[~reused]].tolist(), candidates[~reused].tolist(), strict=True))
+    # The first record of each reused hash (a few rows, not one per record).
+    firsts = candidates[~reused & by_hash.isin(by_hash[reused]).to_numpy()]
+    first_of_hash = dict(zip(hashes[firsts].tolist(), firsts.tolist(), strict=True))
     # The kept record of each duplicated content (a few rows, not millions).
     kept = np.flatnonzero(~dup_key & keys.isin(keys[dup_key]).to_numpy())
     first_by_key = dict(zip(keys.to_numpy()[kept].tolist(), kept.tolist(), strict=True))
@@ -711,19 +713,17 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
 
 def _read_ids(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any],
               rows: np.ndarray) -> dict[int, str]:
-    """``{row: id}`` of the given index rows that bring their own id, read back from their lines."""
+    """``{row: id}`` of the given index rows that bring their own id, read back from their
+    lines one at a time, in file order (only the id is decoded: these lines normalised once)."""
     own = index["id_from_source"].to_numpy()
-    rows = np.unique(rows[own[rows]]) if len(rows) else rows
+    rows = np.unique(rows[own[rows]]) if len(rows) else rows  # ascending rows: ascending offsets
     if not len(rows):
         return {}
-    scanner = Scanner(params)
-    out = {}
+    cfg = FieldConfig.from_params(params)
+    offsets = index["offset"].to_numpy()[rows].tolist()
     with _gc_paused():
-        for row, line in zip(rows.tolist(), read_lines(raw, index["offset"].to_numpy()[rows].tolist()), strict=True):
-            rec = scanner.record(line, False, False)
-            assert isinstance(rec, Normalised), f"line {index['line'].iat[row]} was indexed but does not normalise"
-            out[row] = rec.id
-    return out
+        return {row: source_id(orjson.loads(line), cfg)
+                for row, line in zip(rows.tolist(), iter_lines(raw, offsets), strict=True)}
 
 
 def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: int,
@@ -751,16 +751,19 @@ def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: i
     return index.iloc[rows].reset_index(drop=True), alloc
 
 
-def read_lines(raw: RawInput | bytes, offsets: Sequence[int]) -> list[bytes]:
-    """The lines starting at the given byte offsets (in the order given)."""
+def iter_lines(raw: RawInput | bytes, offsets: Sequence[int]) -> Iterator[bytes]:
+    """The lines starting at the given byte offsets (in the order given), one at a time."""
     raw = RawInput.of(raw)
-    out = []
     with raw.open() as fh:
         for offset in offsets:
             fh.seek(int(offset))
             line = fh.readline()
-            out.append(line[len(_BOM):] if offset == 0 and line.startswith(_BOM) else line)
-    return out
+            yield line[len(_BOM):] if offset == 0 and line.startswith(_BOM) else line
+
+
+def read_lines(raw: RawInput | bytes, offsets: Sequence[int]) -> list[bytes]:
+    """The lines starting at the given byte offsets (in the order given)."""
+    return list(iter_lines(raw, offsets))
 
 
 def build_records(raw: RawInput | bytes, rows: pd.DataFrame, params: Mapping[str, Any]) -> list[dict[str, Any]]:
