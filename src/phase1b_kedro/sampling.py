@@ -520,7 +520,9 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     """
     settings = scanner.inference
     seed = scanner.settings.seed
-    train = heapq.nsmallest(settings.classifier_max_train, (row for part in parts for row in part.train))
+    # Rows are (-key, ...): the largest -key are the smallest content hashes, the same set (and
+    # order) whatever the number of ranges the file was scanned in.
+    train = heapq.nlargest(settings.classifier_max_train, (row for part in parts for row in part.train))
     texts = [(row[1], row[2]) for row in train]
     train_sources = [row[3] for row in train]
     labels = [row[4] for row in train]

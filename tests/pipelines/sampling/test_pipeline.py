@@ -142,6 +142,24 @@ def test_parallel_scan_equals_serial(sampling_params, monkeypatch):
     assert serial.index["line"].tolist() == list(range(1, 501)) + list(range(503, 1003))
 
 
+def test_capped_training_set_is_the_same_whatever_the_worker_count(sampling_params, monkeypatch):
+    """The classifier trains on the labelled records with the smallest content hashes: with a
+    cap below the labelled count, one range and two ranges must pick the same records."""
+    words = ["integral", "function", "story", "capital", "sum", "poem", "list", "river"]
+    objs = [{**obj, "prompt": f"{obj['prompt']} {words[i % 8]} {words[(i * 3) % 8]}"}
+            for i, obj in enumerate(records_for("math", 150) + records_for("code", 150) + records_for("qa", 150))]
+    for obj in objs[1::2]:  # half unlabelled: classified
+        obj.pop("category")
+    data = jsonl(*objs)
+    params = {**sampling_params, "category_inference": {"classifier_max_train": 60}}
+    serial = scan_input(data, {**params, "scan_workers": 1})
+    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_BYTES", 1000)
+    parallel = scan_input(data, {**params, "scan_workers": 2})
+    assert serial.categories["estimated_accuracy"]["labelled_records"] == 60
+    assert parallel.categories == serial.categories
+    assert parallel.index.equals(serial.index)
+
+
 def test_pipeline_on_bundled_file(sampling_params, project_root):
     data = (project_root / "data" / "01_raw" / "prompts.jsonl").read_bytes()
     out = run_pipeline(data, sampling_params)
