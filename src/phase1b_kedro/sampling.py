@@ -22,6 +22,7 @@ allocated once; the spilled text lives on disk.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import heapq
@@ -30,10 +31,12 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import shutil
+import signal
 import tempfile
+import threading
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -423,14 +426,77 @@ def _workers(settings: SamplingSettings, size: int) -> int:
 
 
 def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[list, Any]:
-    """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work."""
+    """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work.
+
+    If anything interrupts this process (an error, Ctrl-C, SIGTERM: see :func:`_terminated`),
+    the workers are killed before the exception goes on; a worker also dies with this process
+    if it is killed outright (Linux ``PR_SET_PDEATHSIG``), so none is ever left behind.
+    """
     if workers == 1 or len(jobs) <= 1:
         results = [func(job) for job in jobs]
         return results, meanwhile() if meanwhile else None
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork")) as pool:
-        futures = [pool.submit(func, job) for job in jobs]
+    pool = mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_init)
+    try:
+        pending = [pool.apply_async(func, (job,)) for job in jobs]
         extra = meanwhile() if meanwhile else None
-        return [f.result() for f in futures], extra
+        results = [p.get() for p in pending]
+        pool.close()
+        pool.join()
+        return results, extra
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
+
+
+def _worker_init() -> None:
+    """In each worker: die at once on SIGTERM (the pool's terminate), leave Ctrl-C to the parent,
+    and die when the parent dies."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the parent's terminate still applies
+        pass
+
+
+_SPILL_PREFIX = "phase1b-scan-"
+
+
+def _remove_stale_spills() -> None:
+    """Remove spill directories left by a scan whose process was killed outright (SIGKILL, OOM):
+    ``phase1b-scan-<pid>-*`` in the temporary directory, where no process ``<pid>`` exists."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name[len(_SPILL_PREFIX):].split("-", 1)[0]
+        if not name.startswith(_SPILL_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            logger.info("removing %s, left by a killed sampling run", name)
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except OSError:  # someone else's process: not ours to judge
+            continue
+
+
+@contextmanager
+def _terminated() -> Iterator[None]:
+    """SIGTERM raises ``SystemExit(143)`` in this process while the block runs, so that its
+    ``finally`` clauses (killing the workers, removing the spill directory) run as they do on
+    Ctrl-C; Python's default would end the process without them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
@@ -455,7 +521,8 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     # Each range keeps its own smallest-hash labelled records: the union holds the file's, so
     # the training set does not depend on how many workers scanned it.
     train_cap = max(1, scanner.inference.classifier_max_train)
-    with tempfile.TemporaryDirectory(prefix="phase1b-scan-") as spill_dir:
+    _remove_stale_spills()
+    with _terminated(), tempfile.TemporaryDirectory(prefix=f"{_SPILL_PREFIX}{os.getpid()}-") as spill_dir:
         _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap)
         try:
             parts, sha256 = _map(_scan_worker, list(zip(cuts[:-1], cuts[1:], strict=True)), workers,

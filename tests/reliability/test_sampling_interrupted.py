@@ -1,0 +1,53 @@
+"""A sampling scan that is stopped (SIGTERM) or killed leaves no worker and no spill behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCAN = """
+import sys
+import phase1b_kedro.sampling as s
+from phase1b_kedro.datasets import RawInput
+s.PARALLEL_MIN_BYTES = 1000
+s.scan_input(RawInput(sys.argv[1]), {"scan_workers": 2})
+"""
+
+
+def _big_file(path: Path, n: int = 150_000) -> Path:
+    with path.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"prompt": f"What is {i} plus {i}? " * 8, "response": str(2 * i)}) + "\n")
+    return path
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and PR_SET_PDEATHSIG as on Linux")
+def test_sigterm_stops_the_scan_and_cleans_up(tmp_path):
+    data = _big_file(tmp_path / "big.jsonl")
+    spills = tmp_path / "tmp"
+    spills.mkdir()
+    (spills / "phase1b-scan-999999999-stale").mkdir()  # left by a process that no longer exists
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(spills)}
+    proc = subprocess.Popen([sys.executable, "-c", SCAN, str(data)], env=env)
+    deadline = time.monotonic() + 60
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = psutil.Process(proc.pid).children()
+        time.sleep(0.05)
+    assert len(workers) == 2, "the scan did not start its workers"
+    assert not (spills / "phase1b-scan-999999999-stale").exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    assert list(spills.iterdir()) == []
