@@ -31,6 +31,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -217,7 +218,7 @@ class _Part:
     source: array = field(default_factory=lambda: array("l"))
     field_cat: array = field(default_factory=lambda: array("b"))
     id_from_source: array = field(default_factory=lambda: array("b"))
-    #: 64-bit hash of the id a record brings (0 when it brings none): ids are not held as strings.
+    #: 64-bit hash of the record's id (:func:`id_hash`): ids are not held as strings.
     id_hash: array = field(default_factory=lambda: array("Q"))
     sources: dict[str, int] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
@@ -333,7 +334,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             add_key(key)
             add_fmt(_FMT_CODE[rec.format])
             add_from(rec.id_from_source)
-            add_id(id_hash(rec.id) if rec.id_from_source else 0)
+            add_id(id_hash(rec.id) if rec.id_from_source else key)
             add_source(sources.setdefault(rec.source, len(sources)) if rec.source else -1)
             mapped = cfg_field(rec.source_category)
             add_field(_CAT_CODE[mapped] if mapped is not None else -1)
@@ -714,8 +715,19 @@ def _sha256(raw: RawInput) -> str:
 
 
 def id_hash(rec_id: str) -> int:
-    """The 64-bit hash under which the index holds an id a record brings (BLAKE2b of its UTF-8)."""
+    """The 64-bit number under which the index holds a record's id.
+
+    A content-hash id (``h-`` + 16 hex digits, made for records without one, or brought by a
+    record in that form) is its hash itself, so that a record whose own id spells another
+    record's content-hash id is caught as a reused id; any other id is hashed (BLAKE2b of its
+    UTF-8, 8 bytes).
+    """
+    if len(rec_id) == 18 and rec_id.startswith("h-") and _HEX16.fullmatch(rec_id, 2):
+        return int(rec_id[2:], 16)
     return int.from_bytes(hashlib.blake2b(rec_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 def display_id(rec_id: str, key: int) -> str:
@@ -728,10 +740,10 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
     The first occurrence is kept. A later record with the same content is rejected as
-    ``duplicate``; one that reuses an id with different content as ``duplicate_id``
-    (content-hash ids cannot collide without equal content). Ids are compared by their
-    64-bit hashes; every id a rejection names is read back from its line (and a reused id is
-    confirmed on the text, so a hash collision cannot reject a record).
+    ``duplicate``; one whose id an earlier record already has (its own, or its content-hash id
+    ``h-...``) as ``duplicate_id``. Ids are compared by :func:`id_hash`; every id a rejection
+    names is read back from its line, and a reused id is confirmed on the text (a hash
+    collision cannot reject a record).
 
     Args:
         index: The record index (see :func:`scan_input`), in input order.
@@ -745,8 +757,8 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
     own = index["id_from_source"].to_numpy()
     hashes = index["id_hash"].to_numpy()
     dup_key = keys.duplicated(keep="first").to_numpy()
-    # Only ids the records bring can be reused; masks, not copies of the index.
-    candidates = np.flatnonzero(~dup_key & own)
+    # Masks and row numbers, not copies of the index.
+    candidates = np.flatnonzero(~dup_key)
     by_hash = pd.Series(hashes[candidates])
     reused = by_hash.duplicated(keep="first").to_numpy()
     # The first record of each reused hash (a few rows, not one per record).
@@ -771,9 +783,9 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
     ]
     dup_id = np.zeros(len(index), dtype=bool)
     for r in reused_rows.tolist():
-        if ids[r] == ids[first_of_hash[int(hashes[r])]]:  # the same id, not a hash collision
+        if shown(r) == shown(first_of_hash[int(hashes[r])]):  # the same id, not a hash collision
             dup_id[r] = True
-            rejected.append({"line": int(lines[r]), "reason": "duplicate_id", "id": ids[r],
+            rejected.append({"line": int(lines[r]), "reason": "duplicate_id", "id": shown(r),
                              "detail": "id already used by an earlier record with different content"})
     rejected.sort(key=lambda r: r["line"])
     keep = ~(dup_key | dup_id)

@@ -79,6 +79,17 @@ def test_duplicates_and_reused_ids_are_rejected(sampling_params):
     assert rejected[2]["detail"] == f"same prompt and reference as id {rejected[2]['id']}"
 
 
+def test_an_own_id_that_spells_another_records_content_hash_id_is_a_reused_id(sampling_params):
+    first = {"prompt": "P1", "response": "R1"}
+    params = {**sampling_params, "scan_workers": 1}
+    hash_id = scan_input(jsonl(first), params).index["key"].map(lambda k: f"h-{k:016x}").iat[0]
+    data = jsonl(first, {"id": hash_id, "prompt": "P2", "response": "R2"}, {"id": hash_id.upper(), "prompt": "P3",
+                                                                            "response": "R3"})
+    unique, rejected = deduplicate(scan_input(data, params).index, data, params)
+    assert unique["line"].tolist() == [1, 3]  # another spelling is another id
+    assert [(r["line"], r["reason"], r["id"]) for r in rejected] == [(2, "duplicate_id", hash_id)]
+
+
 def test_ids_compared_by_hash_are_confirmed_on_their_text(sampling_params, monkeypatch):
     """The index holds ids as 64-bit hashes; if two different ids shared one, neither is rejected."""
     import phase1b_kedro.sampling as sampling_mod
