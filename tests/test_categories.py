@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from phase1b_kedro.categories import METHODS, CategoryClassifier, InferenceSettings, resolve
+from phase1b_kedro.params import ParameterError
 from phase1b_kedro.records import FieldConfig, normalise
 
 
@@ -167,3 +168,22 @@ def test_fast_word_split_equals_the_regex(text):
     from phase1b_kedro.categories import _WORD, _words
 
     assert _words(text.lower()) == _WORD.findall(text.lower())
+
+
+def test_a_single_string_rule_is_one_rule_not_its_characters():
+    clf = CategoryClassifier({"creative": {"keywords": "poem", "phrases": "write a "}})
+    assert clf.infer("Let m be a variable and e a constant").category == "other"
+    assert clf.infer("A poem about rain").rules == ("poem",)
+    assert clf.infer("Please write a song").rules == ("write a ",)
+
+
+@pytest.mark.parametrize(("rules", "aliases", "message"), [
+    ({"math": {"keywords": 5}}, None, r"sampling\.category_rules\.math\.keywords must be a list"),
+    ({"math": {"keywords": ["sum", ""]}}, None, r"sampling\.category_rules\.math\.keywords must be a list"),
+    ({"math": "sum"}, None, r"sampling\.category_rules\.math must be a mapping"),
+    ("math", None, r"sampling\.category_rules must be a mapping"),
+    ({}, "code", r"sampling\.category_aliases must be a mapping"),
+])
+def test_rule_and_alias_parameters_of_the_wrong_shape_are_named(rules, aliases, message):
+    with pytest.raises(ParameterError, match=message):
+        CategoryClassifier(rules, aliases)

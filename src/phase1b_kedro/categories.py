@@ -86,12 +86,16 @@ class CategoryClassifier:
         Raises:
             ValueError: For unknown categories or rule kinds, or an invalid regex.
         """
+        if not isinstance(rules, Mapping):
+            raise ParameterError(f"sampling.category_rules must be a mapping of category to rules, got {rules!r}")
+        if aliases is not None and not isinstance(aliases, Mapping):
+            raise ParameterError(f"sampling.category_aliases must be a mapping of name to category, got {aliases!r}")
         unknown = set(rules) - set(CATEGORIES)
         if unknown:
-            raise ValueError(f"category_rules names unknown categories: {sorted(unknown)}")
+            raise ParameterError(f"sampling.category_rules names unknown categories: {sorted(unknown)}")
         bad_alias = {k: v for k, v in (aliases or {}).items() if v not in CATEGORIES}
         if bad_alias:
-            raise ValueError(f"category_aliases map to unknown categories: {bad_alias}")
+            raise ParameterError(f"sampling.category_aliases map to unknown categories: {bad_alias}")
         self._aliases = {str(k).strip().lower(): v for k, v in (aliases or {}).items()}
         self._aliases.update({c: c for c in CATEGORIES})
         self._order = {cat: i for i, cat in enumerate(rules)}
@@ -99,18 +103,23 @@ class CategoryClassifier:
         self._phrases: list[tuple[str, str]] = []
         self._patterns: list[tuple[str, re.Pattern[str], str]] = []
         for cat, spec in rules.items():
+            if spec is not None and not isinstance(spec, Mapping):
+                raise ParameterError(f"sampling.category_rules.{cat} must be a mapping of {_RULE_KINDS}, got {spec!r}")
             extra = set(spec or {}) - set(_RULE_KINDS)
             if extra:
-                raise ValueError(f"category_rules.{cat} has unknown keys {sorted(extra)}; use {_RULE_KINDS}")
-            for word in (spec or {}).get("keywords") or []:
-                self._keywords.setdefault(str(word).lower(), []).append(cat)
-            for phrase in (spec or {}).get("phrases") or []:
-                self._phrases.append((cat, str(phrase).lower()))
-            for i, pattern in enumerate((spec or {}).get("patterns") or []):
+                raise ParameterError(f"sampling.category_rules.{cat} has unknown keys {sorted(extra)}; use {_RULE_KINDS}")
+            # A single string is one rule (Kedro's CLI passes one), never its characters.
+            lists = {kind: _rule_list((spec or {}).get(kind), f"sampling.category_rules.{cat}.{kind}")
+                     for kind in _RULE_KINDS}
+            for word in lists["keywords"]:
+                self._keywords.setdefault(word.lower(), []).append(cat)
+            for phrase in lists["phrases"]:
+                self._phrases.append((cat, phrase.lower()))
+            for i, pattern in enumerate(lists["patterns"]):
                 try:
                     compiled = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
                 except re.error as exc:
-                    raise ValueError(f"category_rules.{cat}.patterns[{i}] is not a valid regex: {exc}") from exc
+                    raise ParameterError(f"sampling.category_rules.{cat}.patterns[{i}] is not a valid regex: {exc}") from exc
                 self._patterns.append((cat, compiled, pattern))
         self._keyword_set = frozenset(self._keywords)
         self._system_hits = lru_cache(maxsize=4096)(self._hits)
@@ -155,6 +164,20 @@ class CategoryClassifier:
             score[cat] = score.get(cat, 0) + 1
         best = min(score, key=lambda c: (-score[c], self._order[c]))
         return CategoryDecision(best, "rules", tuple(sorted(r for c, r in hits if c == best)))
+
+
+def _rule_list(value: Any, name: str) -> list[str]:
+    """A list of rule strings, kept exactly (a phrase's spaces matter); one string is one rule.
+
+    Raises:
+        ParameterError: For anything but a string or a list of non-empty strings.
+    """
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+        raise ParameterError(f"{name} must be a list of non-empty strings (or one string), got {value!r}")
+    return list(items)
 
 
 def classifier_from_params(params: Mapping[str, Any]) -> CategoryClassifier:

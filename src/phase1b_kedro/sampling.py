@@ -165,6 +165,9 @@ class SamplingSettings:
             value = getattr(settings, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ParameterError(f"sampling.{name} must be a non-negative integer, got {value!r}")
+        chars = settings.max_prompt_chars
+        if isinstance(chars, bool) or not isinstance(chars, int) or chars < 1:
+            raise ParameterError(f"sampling.max_prompt_chars must be a positive integer, got {chars!r}")
         workers = settings.scan_workers
         if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ParameterError(f"sampling.scan_workers must be auto or a positive integer, got {workers!r}")

@@ -239,6 +239,12 @@ def test_single_string_list_parameter_from_the_cli(sampling_params):
     ("on_bad_record", "skip", r"sampling\.on_bad_record"),
     ("category_inference", {"classifier_min_confidence": 3}, r"sampling\.category_inference\.classifier_min_confidence"),
     ("category_inference", {"clasifier": True}, r"unknown keys \['clasifier'\]"),
+    ("max_prompt_chars", 0, r"sampling\.max_prompt_chars must be a positive integer, got 0"),
+    ("max_prompt_chars", -5, r"sampling\.max_prompt_chars must be a positive integer, got -5"),
+    ("max_prompt_chars", 2.7, r"sampling\.max_prompt_chars must be a positive integer, got 2\.7"),
+    ("max_prompt_chars", "abc", r"sampling\.max_prompt_chars must be a positive integer, got 'abc'"),
+    ("category_rules", {"math": {"keywords": 5}}, r"sampling\.category_rules\.math\.keywords"),
+    ("category_aliases", "code", r"sampling\.category_aliases must be a mapping"),
 ])
 def test_bad_parameters_stop_before_reading_naming_the_parameter(sampling_params, key, value, match):
     from phase1b_kedro.params import ParameterError
