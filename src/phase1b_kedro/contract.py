@@ -105,7 +105,8 @@ class RejectedRecord(TypedDict, total=False):
     reason: str
     detail: str
     id: str
-    preview: str
+    #: The start of the line as it was read (300 bytes; undecodable bytes replaced).
+    raw_preview: str
 
 
 def generation_ok(record: Mapping[str, Any]) -> bool:

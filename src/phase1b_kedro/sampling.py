@@ -122,8 +122,13 @@ def rejection_record(lineno: int, rej: Rejection, raw: bytes) -> dict[str, Any]:
         "reason": rej.reason,
         "detail": rej.detail,
         "id": None,  # a line that does not normalise has no trustworthy id
-        "raw_preview": raw[:_RAW_PREVIEW].decode("utf-8", errors="replace").rstrip("\r\n"),
+        "raw_preview": _preview(raw),
     }
+
+
+def _preview(raw: bytes) -> str:
+    """The start of a line as text (``_RAW_PREVIEW`` bytes; undecodable bytes replaced)."""
+    return raw[:_RAW_PREVIEW].decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 @dataclass(frozen=True)
@@ -779,9 +784,12 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
     def shown(row: int) -> str:
         return display_id(ids.get(row, ""), key_col[row])
 
+    previews = dict(zip(dup_rows.tolist(), (_preview(line) for line in iter_lines(
+        raw, index["offset"].to_numpy()[dup_rows].tolist())), strict=True)) if len(dup_rows) else {}
     rejected = [
         {"line": int(lines[r]), "reason": "duplicate", "id": shown(r),
-         "detail": f"same prompt and reference as id {shown(first_by_key[int(key_col[r])])}"}
+         "detail": f"same prompt and reference as id {shown(first_by_key[int(key_col[r])])}",
+         "raw_preview": previews[r]}
         for r in dup_rows.tolist()
     ]
     dup_id = np.zeros(len(index), dtype=bool)
@@ -789,7 +797,9 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
         if shown(r) == shown(first_of_hash[int(hashes[r])]):  # the same id, not a hash collision
             dup_id[r] = True
             rejected.append({"line": int(lines[r]), "reason": "duplicate_id", "id": shown(r),
-                             "detail": "id already used by an earlier record with different content"})
+                             "detail": f"id already used by the record on line {int(lines[first_of_hash[int(hashes[r])]])}"
+                                       " (different content)",
+                             "raw_preview": _preview(read_lines(raw, [int(index['offset'].iat[r])])[0])})
     rejected.sort(key=lambda r: r["line"])
     keep = ~(dup_key | dup_id)
     return (index if keep.all() else index.loc[keep].reset_index(drop=True)), rejected

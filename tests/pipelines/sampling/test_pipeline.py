@@ -77,6 +77,10 @@ def test_duplicates_and_reused_ids_are_rejected(sampling_params):
     assert "id a" in rejected[0]["detail"]
     assert [r["id"] for r in rejected] == ["b", "a", rejected[2]["id"]] and rejected[2]["id"].startswith("h-")
     assert rejected[2]["detail"] == f"same prompt and reference as id {rejected[2]['id']}"
+    assert rejected[1]["detail"] == "id already used by the record on line 1 (different content)"
+    assert [r["raw_preview"] for r in rejected] == [
+        '{"id": "b", "prompt": "P1", "response": "R1"}', '{"id": "a", "prompt": "P2", "response": "R2"}',
+        '{"prompt": "P3", "response": "R3"}']
 
 
 def test_an_own_id_that_spells_another_records_content_hash_id_is_a_reused_id(sampling_params):
