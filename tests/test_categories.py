@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from phase1b_kedro.categories import METHODS, CategoryClassifier, InferenceSettings, resolve
+from phase1b_kedro.categories import METHODS, CategoryClassifier, InferenceSettings, classifier_text, resolve
 from phase1b_kedro.params import ParameterError
 from phase1b_kedro.records import FieldConfig, normalise
 
@@ -187,3 +187,14 @@ def test_a_single_string_rule_is_one_rule_not_its_characters():
 def test_rule_and_alias_parameters_of_the_wrong_shape_are_named(rules, aliases, message):
     with pytest.raises(ParameterError, match=message):
         CategoryClassifier(rules, aliases)
+
+
+def test_tool_definitions_are_not_read_as_the_task(sampling_params, classifier):
+    cfg = FieldConfig.from_params(sampling_params)
+    rec = normalise({"messages": [{"role": "user", "content": "What's the weather in Paris?"},
+                                  {"role": "assistant", "content": "Sunny."}],
+                     "tools": [{"type": "function", "function": {"name": "get_weather", "description": "python code"}}]},
+                    cfg)
+    system, prompt = classifier_text(rec.messages, rec.prompt)
+    assert "<tools>" in rec.messages[0]["content"] and system == ""
+    assert classifier.rules(system, prompt).category != "code"

@@ -296,3 +296,22 @@ def test_kedro_run_with_a_file_url_input_and_memory_outputs(tmp_path):
     assert not (root / "data/05_model_input/test_dataset.jsonl").exists()
     assert not (root / "data/05_model_input/rejected_records.jsonl").exists()
     assert f"test_dataset -> {out}/test_dataset.jsonl" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(("content", "what"), [
+    (gzip.compress(b'{"prompt": "a", "response": "b"}\n'), "gzip-compressed"),
+    ('{"prompt": "a", "response": "b"}\n'.encode("utf-16"), "UTF-16"),
+    (b"PK\x03\x04rest", "a zip archive"),
+])
+def test_raw_input_that_is_compressed_or_not_utf8_is_named_with_the_fix(tmp_path, content, what):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=f"is {what}.*convert it once"):
+        RawJSONLinesDataset(str(path)).load()
+
+
+def test_raw_input_through_compression_is_refused_naming_the_setting(tmp_path):
+    path = tmp_path / "prompts.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"prompt": "a", "response": "b"}\n'))
+    with pytest.raises(DatasetError, match=r"compression='gzip'.*decompress it once"):
+        RawJSONLinesDataset(str(path), fs_args={"open_args_load": {"compression": "gzip"}}).load()

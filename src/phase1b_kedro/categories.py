@@ -186,8 +186,12 @@ def classifier_from_params(params: Mapping[str, Any]) -> CategoryClassifier:
 
 
 def classifier_text(messages: Sequence[Mapping[str, str]], prompt: str) -> tuple[str, str]:
-    """What the rules and the text classifier read: the start of the system turn(s) and of the prompt."""
+    """What the rules and the text classifier read: the start of the system turn(s) and of the
+    prompt. Tool definitions appended to the system turn (``<tools>`` block, see
+    :mod:`phase1b_kedro.records`) are not read: they describe the tools, not the task."""
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    if "<tools>\n" in system:
+        system = system.partition("<tools>\n")[0].rstrip()
     return system[:SYSTEM_CHARS], prompt[:PROMPT_CHARS]
 
 

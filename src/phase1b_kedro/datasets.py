@@ -260,15 +260,51 @@ class RawJSONLinesDataset(_RawInputDataset[RawInput]):
         """The handle.
 
         Raises:
-            DatasetError: If the file is missing or holds only whitespace.
+            DatasetError: If the file is missing, holds only whitespace, is compressed (or
+                ``open_args_load`` asks for decompression), or is UTF-16/32: the stage reads
+                UTF-8 JSON Lines in byte ranges and by offset, which those do not allow.
         """
         path = self._existing_load_path()
+        where = self._where(path)
+        if self._open_args_load.get("compression"):
+            raise DatasetError(f"{where}: raw_prompts cannot be read through compression="
+                               f"{self._open_args_load['compression']!r} (sampling reads the file in byte ranges and "
+                               "by offset); decompress it once (e.g. `gunzip -k`) and point filepath at the result")
         raw = RawInput(path, self._protocol, self._fs.size(path), storage_options=self._storage_options)
         with raw.open() as fh:
+            head = fh.read(8)
+            _check_encoding(head, where)
+            if head.strip():
+                return raw
             while block := fh.read(1 << 20):
                 if block.strip():
                     return raw
-        raise DatasetError(f"Input file is empty: {self._where(path)}")
+        raise DatasetError(f"Input file is empty: {where}")
+
+
+#: Leading bytes of files sampling cannot read in byte ranges: (magic, what it is, how to convert).
+_NOT_JSONL = (
+    (b"\x1f\x8b", "gzip-compressed", "gunzip -k FILE"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "zstd -d FILE"),
+    (b"BZh", "bzip2-compressed", "bunzip2 -k FILE"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "unxz -k FILE"),
+    (b"PK\x03\x04", "a zip archive", "unzip FILE"),
+    (b"\xff\xfe", "UTF-16 or UTF-32 text", "iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8"),
+    (b"\xfe\xff", "UTF-16 text", "iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text", "iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8"),
+)
+
+
+def _check_encoding(head: bytes, where: str) -> None:
+    """Stop with a clear error for a compressed or non-UTF-8 file (by its first bytes).
+
+    Raises:
+        DatasetError: Naming what the file is and how to convert it.
+    """
+    for magic, what, fix in _NOT_JSONL:
+        if head.startswith(magic):
+            raise DatasetError(f"{where} is {what}, not UTF-8 JSON Lines: sampling reads the file in byte ranges "
+                               f"and by offset; convert it once (`{fix}`) and point raw_prompts.filepath at the result")
 
 
 class RawBytesDataset(_RawInputDataset[bytes]):

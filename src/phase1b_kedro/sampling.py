@@ -109,6 +109,8 @@ def parse_line(raw: bytes, is_last: bool) -> Any | Rejection:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as uexc:
+            if is_last and uexc.reason == "unexpected end of data":  # cut inside a character
+                return Rejection("truncated_last_line", f"last line ends inside a UTF-8 character ({exc})")
             return Rejection("invalid_utf8", f"byte 0x{raw[uexc.start]:02x} at column {uexc.start + 1}")
         if is_last:
             return Rejection("truncated_last_line", f"last line is not complete JSON ({exc})")
@@ -698,7 +700,7 @@ def _no_records_message(rejected: list[dict], lines: int, params: Mapping[str, A
     top = sorted(counts.items(), key=lambda kv: -len(kv[1]))
     reason = top[0][0]
     lines_txt = "; ".join(f"{r}: {len(v)} (e.g. line {v[0]['line']}: {v[0]['detail']})" for r, v in top[:3])
-    hint = _HINTS.get(reason, "see the reasons above")
+    hint = _HINTS.get(reason, "see the rejections listed next")
     fields = {k: params.get(k) for k in ("input_format", "prompt_fields", "response_fields") if k in params}
     return (f"sampling accepted 0 of {lines} records. Likely cause: {hint}. Rejections: {lines_txt}. "
             f"Settings: {fields}")

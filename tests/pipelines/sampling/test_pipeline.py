@@ -308,3 +308,9 @@ def test_a_single_truncated_line_after_a_bom_is_a_truncated_last_line(sampling_p
 
     with pytest.raises(NoRecordsError, match="truncated_last_line"):
         scan_input(b'\xef\xbb\xbf{"prompt": "trunc', sampling_params)
+
+
+def test_a_last_line_cut_inside_a_utf8_character_is_a_truncated_last_line(sampling_params):
+    data = jsonl({"prompt": "a", "response": "b"}) + '{"prompt": "caf\u00e9'.encode()[:-1]
+    rejected = scan_input(data, sampling_params).rejected
+    assert [(r["line"], r["reason"]) for r in rejected] == [(2, "truncated_last_line")]
