@@ -198,3 +198,11 @@ def test_tool_definitions_are_not_read_as_the_task(sampling_params, classifier):
     system, prompt = classifier_text(rec.messages, rec.prompt)
     assert "<tools>" in rec.messages[0]["content"] and system == ""
     assert classifier.rules(system, prompt).category != "code"
+
+
+@pytest.mark.parametrize(("field", "category"), [
+    ("creative writing", "creative"), ("Creative-Writing", "creative"), ("open-qa", "qa"), ("general_qa", "qa"),
+    ("brainstorming", "creative"), ("  MATH ", "math"), ("biology", None),
+])
+def test_category_field_spellings_map_through_the_aliases(classifier, field, category):
+    assert classifier.field_category(field) == category

@@ -81,7 +81,8 @@ class CategoryClassifier:
         """Args:
         rules: ``{category: {keywords: [...], phrases: [...], patterns: [...]}}`` in priority
             order (ties go to the earlier category).
-        aliases: Source category names (case-insensitive) → one of the six categories.
+        aliases: Source category names → one of the six categories (case, spaces and hyphens
+            do not matter: see :func:`_spelling`).
 
         Raises:
             ValueError: For unknown categories or rule kinds, or an invalid regex.
@@ -96,7 +97,7 @@ class CategoryClassifier:
         bad_alias = {k: v for k, v in (aliases or {}).items() if v not in CATEGORIES}
         if bad_alias:
             raise ParameterError(f"sampling.category_aliases map to unknown categories: {bad_alias}")
-        self._aliases = {str(k).strip().lower(): v for k, v in (aliases or {}).items()}
+        self._aliases = {_spelling(str(k)): v for k, v in (aliases or {}).items()}
         self._aliases.update({c: c for c in CATEGORIES})
         self._order = {cat: i for i, cat in enumerate(rules)}
         self._keywords: dict[str, list[str]] = {}
@@ -128,7 +129,8 @@ class CategoryClassifier:
         """The record's own category field mapped through the aliases (``None`` if it does not map)."""
         if source_category is None:
             return None
-        return self._aliases.get(source_category.strip().lower())
+        mapped = self._aliases.get(source_category)  # the common case: already a category
+        return mapped if mapped is not None else self._aliases.get(_spelling(source_category))
 
     def decide(self, source_category: str | None, messages: Sequence[Mapping[str, str]],
                prompt: str) -> CategoryDecision:
@@ -164,6 +166,15 @@ class CategoryClassifier:
             score[cat] = score.get(cat, 0) + 1
         best = min(score, key=lambda c: (-score[c], self._order[c]))
         return CategoryDecision(best, "rules", tuple(sorted(r for c, r in hits if c == best)))
+
+
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def _spelling(name: str) -> str:
+    """A category name as aliases are looked up: lowercased, spaces and hyphens as one ``_``
+    (``Creative Writing``, ``creative-writing`` and ``creative_writing`` are one name)."""
+    return _SEPARATORS.sub("_", name.strip().lower())
 
 
 def _rule_list(value: Any, name: str) -> list[str]:
