@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from phase1b_kedro.records import FieldConfig, Normalised, Rejection, content_hash, normalise
+from phase1b_kedro.records import (
+    FieldConfig,
+    JSONNumber,
+    Normalised,
+    NumberLiteralNeeded,
+    Rejection,
+    content_hash,
+    normalise,
+    normalise_line,
+    parse_literal_numbers,
+)
 
 CFG = FieldConfig()
 
@@ -35,6 +46,74 @@ def test_configurable_field_names():
 
 def test_numeric_reference_becomes_text():
     assert ok({"question": "6*7?", "answer": 42}).reference == "42"
+
+
+def line_record(raw: bytes, fmt: str = "auto", with_meta: bool = True) -> Normalised | Rejection:
+    """What sampling's Scanner.record does: orjson first, the literal re-parse only when asked."""
+    try:
+        return normalise(orjson.loads(raw), CFG, fmt, with_meta)
+    except NumberLiteralNeeded:
+        return normalise_line(raw, CFG, fmt, with_meta)
+
+
+@pytest.mark.parametrize("literal", ["1267650600228229401496703205376", "1e5", "1.50", "-0.0", "1E+5", "2.50e-3",
+                                     "18446744073709551616", "-9223372036854775809", "0.1"])
+def test_numeric_text_is_the_literal_as_written(literal):
+    raw = b'{"question": ' + literal.encode() + b', "answer": ' + literal.encode() + b'}'
+    with pytest.raises(NumberLiteralNeeded):  # orjson gave a float: its literal is lost
+        normalise(orjson.loads(raw), CFG)
+    rec = line_record(raw)
+    assert (rec.prompt, rec.reference) == (literal, literal)
+    assert rec.messages == [{"role": "user", "content": literal}]
+
+
+def test_reference_two_to_the_hundred_is_exact():
+    rec = line_record(b'{"question": "What is 2**100?", "answer": 1267650600228229401496703205376}')
+    assert rec.reference == "1267650600228229401496703205376"
+
+
+@pytest.mark.parametrize("literal", ["42", "-7", "0", "18446744073709551615", "-9223372036854775808"])
+def test_integers_within_64_bits_are_exact_without_a_reparse(literal):
+    rec = normalise(orjson.loads(b'{"question": "q", "answer": ' + literal.encode() + b'}'), CFG)
+    assert rec.reference == literal
+
+
+def test_literals_in_every_text_field_kind():
+    rec = line_record(b'{"input": "q", "ideal": [1.50, 2e3, 7]}')  # evals acceptable answers
+    assert (rec.reference, rec.meta["acceptable"]) == ("1.50", ["1.50", "2e3", "7"])
+    rec = line_record(b'{"instruction": "Halve 3", "input": 3.0, "output": 1.50}')  # alpaca
+    assert (rec.prompt, rec.reference) == ("Halve 3\n\n3.0", "1.50")
+    rec = line_record(b'{"messages": [{"role": "user", "content": "t?"}, {"role": "assistant", "content": null,'
+                      b' "tool_calls": [{"function": {"name": "t", "arguments": {}}}]},'
+                      b' {"role": "tool", "content": 21.50}, {"role": "assistant", "content": "21.50"}]}')
+    assert rec.messages[-1] == {"role": "tool", "content": "21.50"}
+
+
+def test_reparsed_record_equals_the_orjson_one_apart_from_literals_and_meta_stays_writable():
+    raw = (b'{"id": "r1", "question": "q", "answer": 1.50, "meta": {"difficulty": 0.25, "big": 1e40},'
+           b' "tests": [{"input": "1", "output": "2"}]}')
+    rec = line_record(raw)
+    assert rec.reference == "1.50"
+    assert rec.meta["source_meta"] == {"difficulty": 0.25, "big": 1e40}
+    assert type(rec.meta["source_meta"]["difficulty"]) is float  # no JSONNumber left in meta
+    orjson.dumps(rec.meta)  # writable by the datasets (orjson refuses float subclasses)
+    plain = normalise(orjson.loads(raw.replace(b"1.50", b'"1.50"')), CFG)
+    assert (rec.id, rec.messages, rec.meta) == (plain.id, plain.messages, plain.meta)
+    indexed = line_record(raw, with_meta=False)  # the index pass decides the same
+    assert (indexed.id, indexed.key, indexed.meta) == (rec.id, rec.key, {})
+
+
+def test_parse_literal_numbers_types_like_orjson():
+    obj = parse_literal_numbers(b'[1, 18446744073709551615, 18446744073709551616, 1.50, -0.0, "s"]')
+    assert obj == orjson.loads(b'[1, 18446744073709551615, 18446744073709551616, 1.50, -0.0, "s"]')
+    assert [type(v).__name__ for v in obj] == ["int", "int", "JSONNumber", "JSONNumber", "JSONNumber", "str"]
+    assert [v.literal for v in obj[2:5]] == ["18446744073709551616", "1.50", "-0.0"]
+    assert JSONNumber("1e5") == 100000.0
+
+
+def test_float_id_is_wrong_type_on_both_paths():
+    rej = line_record(b'{"id": 1.5, "question": "q", "answer": 2.50}')
+    assert rej == Rejection("wrong_type", "id must be a string or integer, got float")
 
 
 def test_alpaca_with_and_without_input():

@@ -33,6 +33,22 @@ not text (images, audio, files) are counted in ``meta.non_text_parts`` (``count`
 
 ``normalise`` never raises for bad content: it returns a :class:`Rejection` with a reason,
 so the caller can quarantine the record and account for it.
+
+Numbers are kept as written. A prompt or reference (or tool result) given as a JSON number
+becomes its literal text exactly as in the line (``1267650600228229401496703205376``, ``1e5``,
+``1.50``, ``-0.0``), never a float's repr. orjson gives every non-integer, and every integer
+beyond 64 bits, as a ``float`` whose literal is lost, so the caller normalises in two steps::
+
+    obj = orjson.loads(raw)
+    try:
+        rec = normalise(obj, cfg, forced_format, with_meta)
+    except NumberLiteralNeeded:                      # rare: a float in a text field
+        rec = normalise_line(raw, cfg, forced_format, with_meta)
+
+:func:`normalise_line` re-parses that one line with :func:`parse_literal_numbers` (stdlib
+``json``, numbers as :class:`JSONNumber`, a ``float`` that keeps its ``literal``) and
+normalises it again; integers that fit 64 bits are exact from orjson and never trigger it.
+(``-0`` written as an integer is the one literal orjson folds: it reads ``0``.)
 """
 
 from __future__ import annotations
@@ -162,6 +178,10 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto", with_meta
 
     Returns:
         The normalised record, or the reason it cannot be used.
+
+    Raises:
+        NumberLiteralNeeded: A text field holds a plain ``float`` (its literal is lost): call
+            :func:`normalise_line` with the raw line instead.
     """
     if not isinstance(obj, dict):
         return Rejection("not_an_object", f"line holds a JSON {type(obj).__name__}")
@@ -225,8 +245,90 @@ def source_id(obj: Mapping[str, Any], cfg: FieldConfig) -> str:
     """
     raw_id = _first_present(obj, cfg.id_fields)
     if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
-        raise _Bad("wrong_type", f"id must be a string or integer, got {type(raw_id).__name__}")
+        raise _Bad("wrong_type", f"id must be a string or integer, got {_type_name(raw_id)}")
     return str(raw_id).strip() if raw_id is not None else ""
+
+
+class NumberLiteralNeeded(Exception):
+    """A text field holds a number parsed as a plain ``float``, whose literal text is lost.
+
+    Raised by :func:`normalise` (it is not a :class:`Rejection`): the caller re-runs the same
+    line through :func:`normalise_line`, which keeps every number's literal.
+    """
+
+
+class JSONNumber(float):
+    """A JSON number that remembers how it was written (``literal``), e.g. ``1.50`` or ``1e5``.
+
+    It compares, hashes and computes like the ``float`` orjson would give; only text fields
+    read ``literal``. orjson cannot serialise it (see :func:`normalise_line`).
+    """
+
+    __slots__ = ("literal",)
+    literal: str
+
+    def __new__(cls, literal: str) -> JSONNumber:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1  # the integers orjson gives as int
+
+
+def _literal_int(literal: str) -> int | JSONNumber:
+    """An integer as orjson types it: ``int`` within 64 bits, else a number (here keeping its literal)."""
+    if len(literal) < 19:  # |value| < 10**18: fits, and the common case
+        return int(literal)
+    if len(literal) <= 21:
+        value = int(literal)
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+    return JSONNumber(literal)
+
+
+def parse_literal_numbers(raw: bytes | str) -> Any:
+    """Parse one JSON line like ``orjson.loads``, except that every value orjson would give as a
+    ``float`` (non-integers, integers beyond 64 bits) is a :class:`JSONNumber` with its literal.
+
+    Raises:
+        ValueError: When the line is not JSON (callers pass lines orjson already accepted).
+    """
+    return json.loads(raw, parse_float=JSONNumber, parse_int=_literal_int)
+
+
+def normalise_line(raw: bytes | str, cfg: FieldConfig, forced_format: str = "auto",
+                   with_meta: bool = True) -> Normalised | Rejection:
+    """:func:`normalise` for a line whose text fields hold numbers orjson gave as floats.
+
+    Call it with the raw line when :func:`normalise` raised :class:`NumberLiteralNeeded` (it
+    works on any line, but re-parses with the slower stdlib parser). Text fields get each
+    number's literal; everything else is as :func:`normalise` gives it (``meta`` holds plain
+    floats, so orjson can write it).
+
+    Raises:
+        ValueError: When ``raw`` is not JSON (pass only lines orjson parsed).
+    """
+    rec = normalise(parse_literal_numbers(raw), cfg, forced_format, with_meta)
+    if isinstance(rec, Normalised) and rec.meta:
+        rec.meta = _plain_numbers(rec.meta)
+    return rec
+
+
+def _plain_numbers(value: Any) -> Any:
+    """``value`` with every :class:`JSONNumber` turned back into the ``float`` orjson gives."""
+    if isinstance(value, JSONNumber):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(v) for v in value]
+    return value
+
+
+def _type_name(value: Any) -> str:
+    """A JSON value's Python type name for messages (a :class:`JSONNumber` is a ``float``)."""
+    return "float" if isinstance(value, JSONNumber) else type(value).__name__
 
 
 class _Bad(Exception):
@@ -249,13 +351,25 @@ def _first_present(obj: Mapping[str, Any], names: Sequence[str]) -> Any:
 
 
 def _text(value: Any, what: str) -> str:
-    """Coerce a scalar answer to text; numbers are common references (``"answer": 42``)."""
+    """Coerce a scalar answer to text; numbers are common references (``"answer": 42``).
+
+    A number's text is its JSON literal: ``str`` of an ``int`` (exact), the ``literal`` of a
+    :class:`JSONNumber`.
+
+    Raises:
+        NumberLiteralNeeded: For a plain ``float`` (orjson lost its literal).
+        _Bad: ``missing_<what>`` for ``None``, ``wrong_type`` for a list or an object.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        if isinstance(value, JSONNumber):
+            return value.literal
+        raise NumberLiteralNeeded(f"{what} is the number {value!r}; its literal text needs normalise_line")
     if value is None:
         raise _Bad(f"missing_{what}", f"no {what}")
     raise _Bad("wrong_type", f"{what} must be text, got {type(value).__name__}")
@@ -351,8 +465,11 @@ def _content(turn: Mapping[str, Any], key: str, what: str, i: int, notes: dict[s
     content = turn.get(key)
     if isinstance(content, list):
         return _parts_text(content, f"{what}[{i}].{key}", notes)
-    if tool_result and isinstance(content, (dict, int, float, bool)):
-        return _as_json_text(content)  # structured tool results are common
+    if tool_result:  # structured tool results are common
+        if isinstance(content, dict):
+            return _as_json_text(content)
+        if isinstance(content, (int, float)):  # bool included: "true"/"false", as JSON
+            return _text(content, "tool result")
     return content
 
 
