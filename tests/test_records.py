@@ -123,6 +123,46 @@ def test_alpaca_with_and_without_input():
     assert ok({"instruction": "Say hi", "input": "", "output": "hi"}).prompt == "Say hi"
 
 
+@pytest.mark.parametrize("input_value", ["Hello, world", ""])
+def test_alpaca_with_a_response_field_keeps_its_instruction(input_value):
+    rec = ok({"instruction": "Translate the following sentence to French.", "input": input_value,
+              "response": "Bonjour, le monde"})
+    assert rec.format == "alpaca"
+    expected = "Translate the following sentence to French." + ("\n\nHello, world" if input_value else "")
+    assert rec.messages == [{"role": "user", "content": expected}]
+    assert rec.reference == "Bonjour, le monde"
+    assert rec.meta.get("prompt_parts") == (["instruction", "input"] if input_value else None)
+
+
+def test_dolly_context_follows_the_instruction():
+    rec = ok({"instruction": "When was Virgin Australia founded?", "context": "Virgin Australia commenced services on 31 August 2000.",
+              "response": "31 August 2000", "category": "closed_qa"})
+    assert rec.format == "alpaca"
+    assert rec.prompt == "When was Virgin Australia founded?\n\nVirgin Australia commenced services on 31 August 2000."
+    assert (rec.reference, rec.meta["prompt_parts"]) == ("31 August 2000", ["instruction", "context"])
+    rec = ok({"instruction": "Name a colour.", "context": "", "response": "Blue", "category": "brainstorming"})
+    assert rec.prompt == "Name a colour." and "prompt_parts" not in rec.meta
+
+
+def test_alpaca_history_becomes_earlier_turns():
+    rec = ok({"system": "Be brief.", "instruction": "And times 3?", "input": "", "output": "6",
+              "history": [["What is 1+1?", "2"], ["Add 0?", 2]]})
+    assert rec.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 1+1?"}, {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "Add 0?"}, {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "And times 3?"},
+    ]
+    assert rec.prompt == "And times 3?" and rec.reference == "6"
+    assert ok({"instruction": "Hi", "output": "Hello", "history": []}).messages == [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize("history", ["q a", [["only one"]], [["q", None]], [{"q": "a"}], 5])
+def test_bad_alpaca_history_is_wrong_type(history):
+    rej = normalise({"instruction": "Hi", "output": "Hello", "history": history}, CFG)
+    assert isinstance(rej, Rejection) and rej.reason == "wrong_type" and "history" in rej.detail
+
+
 def test_chat_final_assistant_turn_is_reference():
     rec = ok({"messages": [
         {"role": "system", "content": "Be brief."},

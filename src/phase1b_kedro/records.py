@@ -4,7 +4,10 @@ Supported per-record formats (detected, or forced with ``sampling.input_format``
 
 - ``prompt_response``: a prompt field and a reference field with configurable names
   (``prompt``/``response``, ``question``/``answer``, ``input``/``output``, ...);
-- ``alpaca``: ``instruction``, optional ``input``, ``output``;
+- ``alpaca``: ``instruction`` with ``output`` or any response field (Alpaca, Dolly-15k's
+  ``response``); its extra input, ``context`` (Dolly) and/or ``input`` (Alpaca) when non-empty,
+  follows the instruction after a blank line; a ``history`` of ``[instruction, response]``
+  pairs (LLaMA-Factory) becomes earlier user/assistant turns;
 - ``chat``: ``messages`` whose final assistant turn is the reference;
 - ``sharegpt``: ``conversations`` of ``{from, value}`` turns, same rule;
 - ``evals``: OpenAI-evals ``input`` (chat list or string) + ``ideal`` (string or list of
@@ -159,7 +162,7 @@ def detect_format(obj: Mapping[str, Any], cfg: FieldConfig) -> str | None:
         return "sharegpt"
     if "ideal" in obj and "input" in obj:
         return "evals"
-    if "instruction" in obj and "output" in obj:
+    if "instruction" in obj and ("output" in obj or any(f in obj for f in cfg.response_fields)):
         return "alpaca"
     if any(f in obj for f in cfg.prompt_fields) and any(f in obj for f in cfg.response_fields):
         return "prompt_response"
@@ -578,13 +581,47 @@ def _system(obj: Mapping[str, Any], cfg: FieldConfig) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}] if isinstance(system, str) else []
 
 
+#: The alpaca family's extra input, in the order it follows the instruction (Dolly-15k:
+#: ``context``; Alpaca: ``input``).
+_ALPACA_EXTRA = ("context", "input")
+
+
 def _parse_alpaca(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
+    """``instruction`` + extra input (``context``, ``input``; each after a blank line), prior
+    turns from ``history``; the reference is ``output``, else the first of ``response_fields``."""
     instruction = _text(obj.get("instruction"), "prompt")
-    extra = obj.get("input")
-    if extra not in (None, ""):
-        instruction = f"{instruction}\n\n{_text(extra, 'prompt')}"
-    messages = _system(obj, cfg) + [{"role": "user", "content": instruction}]
-    return messages, _text(obj.get("output"), "reference"), None
+    parts = ["instruction"]
+    for name in _ALPACA_EXTRA:
+        extra = obj.get(name)
+        if extra is not None and extra != "":
+            instruction = f"{instruction}\n\n{_text(extra, 'prompt')}"
+            parts.append(name)
+    if len(parts) > 1:
+        notes["prompt_parts"] = parts
+    history = obj.get("history")
+    earlier = _history_turns(history) if history not in (None, "", []) else []
+    messages = _system(obj, cfg) + earlier + [{"role": "user", "content": instruction}]
+    reference = obj.get("output")
+    if reference is None or reference == "":
+        reference = _first_present(obj, cfg.response_fields)
+    return messages, _text(reference, "reference"), None
+
+
+def _history_turns(history: Any) -> list[dict[str, str]]:
+    """LLaMA-Factory's alpaca ``history``, ``[[instruction, response], ...]``, as earlier turns.
+
+    Raises:
+        _Bad: ``wrong_type`` for anything but a list of two-text pairs.
+    """
+    if not isinstance(history, list):
+        raise _Bad("wrong_type", f"history must be a list of [instruction, response] pairs, got {_type_name(history)}")
+    turns = []
+    for i, pair in enumerate(history):
+        if not isinstance(pair, list) or len(pair) != 2 or None in pair:
+            raise _Bad("wrong_type", f"history[{i}] must be an [instruction, response] pair of texts")
+        turns.append({"role": "user", "content": _text(pair[0], f"history[{i}][0]")})
+        turns.append({"role": "assistant", "content": _text(pair[1], f"history[{i}][1]")})
+    return turns
 
 
 def _parse_prompt_response(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
