@@ -163,6 +163,81 @@ def test_bad_alpaca_history_is_wrong_type(history):
     assert isinstance(rej, Rejection) and rej.reason == "wrong_type" and "history" in rej.detail
 
 
+SQUAD = {"id": "5733be284776f41900661182", "title": "University_of_Notre_Dame",
+         "context": "Architecturally, the school has a Catholic character.",
+         "question": "What character does the school have?", "answer": "Catholic"}
+
+
+def test_squad_passage_goes_before_the_question():
+    rec = ok(SQUAD)
+    assert rec.format == "prompt_response"
+    assert rec.messages == [{"role": "user", "content": "Architecturally, the school has a Catholic character."
+                                                        "\n\nWhat character does the school have?"}]
+    assert rec.prompt == rec.messages[0]["content"] and rec.reference == "Catholic"
+    assert rec.meta["prompt_parts"] == ["context", "question"]
+    boolq = ok({"passage": ["First paragraph.", "Second paragraph."], "question": "is it so", "answer": True})
+    assert boolq.prompt == "First paragraph.\n\nSecond paragraph.\n\nis it so" and boolq.reference == "true"
+    assert boolq.meta["prompt_parts"] == ["passage", "question"]
+
+
+MC_QUESTION = "Which gas do plants absorb?"
+MC_PROMPT = MC_QUESTION + "\nA. Oxygen\nB. Carbon dioxide\nC. Nitrogen"
+
+
+@pytest.mark.parametrize(("field", "options"), [
+    ("options", ["Oxygen", "Carbon dioxide", "Nitrogen"]),                                    # a list of texts
+    ("choices", ["Oxygen", "Carbon dioxide", "Nitrogen"]),
+    ("options", {"A": "Oxygen", "B": "Carbon dioxide", "C": "Nitrogen"}),                   # MedQA: label -> text
+    ("choices", {"text": ["Oxygen", "Carbon dioxide", "Nitrogen"], "label": ["A", "B", "C"]}),  # ARC
+    ("options", ["A. Oxygen", "B. Carbon dioxide", "C. Nitrogen"]),                          # already labelled
+    ("options", "A. Oxygen\nB. Carbon dioxide\nC. Nitrogen"),                              # written out
+])
+def test_multiple_choice_options_follow_the_question(field, options):
+    rec = ok({"question": MC_QUESTION, field: options, "answer": "B"})
+    assert rec.prompt == MC_PROMPT and rec.reference == "B"
+    assert rec.meta["prompt_parts"] == ["question", field]
+
+
+def test_passage_question_and_options_together_and_labels_kept():
+    rec = ok({"context": "Photosynthesis uses CO2.", "question": "Plants absorb?",
+              "choices": {"text": ["O2", "CO2"], "label": ["1", "2"]}, "answer": "2"})
+    assert rec.prompt == "Photosynthesis uses CO2.\n\nPlants absorb?\n1. O2\n2. CO2"
+    assert rec.meta["prompt_parts"] == ["context", "question", "choices"]
+    aqua = ok({"question": "x?", "options": ["A)21", "B)21.5", "C)22"], "answer": "B"})
+    assert aqua.prompt == "x?\nA)21\nB)21.5\nC)22"
+    numbers = ok({"question": "2+2?", "options": [3, 4], "answer": "B"})
+    assert numbers.prompt == "2+2?\nA. 3\nB. 4"
+
+
+def test_no_extra_fields_no_prompt_parts_and_empty_extras_are_ignored():
+    assert "prompt_parts" not in ok({"question": "q", "answer": "a"}).meta
+    rec = ok({"question": "q", "context": "", "options": [], "answer": "a"})
+    assert rec.prompt == "q" and "prompt_parts" not in rec.meta
+
+
+def test_context_named_as_the_prompt_field_is_not_repeated():
+    cfg = FieldConfig(prompt_fields=("context",), response_fields=("answer",))
+    rec = normalise({"context": "Read this.", "answer": "ok"}, cfg)
+    assert rec.prompt == "Read this." and "prompt_parts" not in rec.meta
+
+
+@pytest.mark.parametrize(("extra", "detail"), [
+    ({"context": {"title": ["T"], "sentences": [["s"]]}}, "context must be text or a list of texts"),
+    ({"passage": ["ok", None]}, "passage[1] must be text"),
+    ({"options": 4}, "options must be a list, an object or text, got int"),
+    ({"choices": {"text": ["a", "b"], "label": ["A"]}}, "choices.label and choices.text"),
+    ({"options": [["a"], "b"]}, "options[0] must be text"),
+])
+def test_unusable_passage_or_options_are_wrong_type(extra, detail):
+    rej = normalise({"question": "q", "answer": "a", **extra}, CFG)
+    assert isinstance(rej, Rejection) and rej.reason == "wrong_type" and detail in rej.detail, rej
+
+
+def test_blank_question_with_a_passage_is_still_empty_prompt():
+    rej = normalise({"context": "A passage.", "question": "  ", "answer": "a"}, CFG)
+    assert rej == Rejection("empty_prompt", "the prompt is empty or whitespace")
+
+
 def test_chat_final_assistant_turn_is_reference():
     rec = ok({"messages": [
         {"role": "system", "content": "Be brief."},

@@ -3,7 +3,13 @@
 Supported per-record formats (detected, or forced with ``sampling.input_format``):
 
 - ``prompt_response``: a prompt field and a reference field with configurable names
-  (``prompt``/``response``, ``question``/``answer``, ``input``/``output``, ...);
+  (``prompt``/``response``, ``question``/``answer``, ``input``/``output``, ...). A passage
+  (``context`` as in SQuAD, or ``passage``; a string or a list of strings) goes before the
+  prompt after a blank line; multiple-choice ``options`` (or ``choices``) follow it on the next
+  lines, one per line as ``A. text`` (a list of texts is labelled ``A.``, ``B.``, ... unless
+  already labelled; an object ``{label: text}``; ARC's ``{"text": [...], "label": [...]}``; a
+  string kept as written). ``meta.prompt_parts`` names the fields used, in order (e.g.
+  ``["context", "question", "options"]``), only when more than the prompt field was used;
 - ``alpaca``: ``instruction`` with ``output`` or any response field (Alpaca, Dolly-15k's
   ``response``); its extra input, ``context`` (Dolly) and/or ``input`` (Alpaca) when non-empty,
   follows the instruction after a blank line; a ``history`` of ``[instruction, response]``
@@ -58,6 +64,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -624,14 +631,114 @@ def _history_turns(history: Any) -> list[dict[str, str]]:
     return turns
 
 
+#: Fields a prompt_response record may add to its prompt: a passage before it, options after it.
+_PASSAGE_FIELDS = ("context", "passage")
+_OPTION_FIELDS = ("options", "choices")
+_PROMPT_EXTRAS = frozenset(_PASSAGE_FIELDS + _OPTION_FIELDS)
+
+
 def _parse_prompt_response(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
-    prompt = _first_present(obj, cfg.prompt_fields)
+    prompt = _text(_first_present(obj, cfg.prompt_fields), "prompt")
+    if not _PROMPT_EXTRAS.isdisjoint(obj):  # SQuAD passages, multiple-choice options: rare, so only then
+        prompt = _with_passage_and_options(obj, cfg, prompt, notes)
     reference = _first_present(obj, cfg.response_fields)
-    messages = _system(obj, cfg) + [{"role": "user", "content": _text(prompt, "prompt")}]
+    messages = _system(obj, cfg) + [{"role": "user", "content": prompt}]
     if isinstance(reference, list) and reference:
         acceptable = [_text(v, "reference") for v in reference]
         return messages, acceptable[0], acceptable
     return messages, _text(reference, "reference"), None
+
+
+def _first_named(obj: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    """The first of ``names`` present (not null, not ``""``) and its value; ``(None, None)`` if none."""
+    for name in names:
+        value = obj.get(name)
+        if value is not None and value != "":
+            return name, value
+    return None, None
+
+
+def _with_passage_and_options(obj: Mapping[str, Any], cfg: FieldConfig, prompt: str,
+                              notes: dict[str, Any]) -> str:
+    """The prompt with the record's passage before it (blank line between) and its options
+    after it (one per line, ``A. text``); ``notes["prompt_parts"]`` names the fields used.
+
+    A field that is the prompt itself (``prompt_fields`` may name ``context``) is not repeated;
+    a blank prompt stays blank (``empty_prompt``: a passage or options are no question).
+    """
+    if _blank(prompt):
+        return prompt
+    prompt_name, _ = _first_named(obj, cfg.prompt_fields)
+    names: list[str] = [prompt_name or "prompt"]
+    passage_name, passage = _first_named(obj, [f for f in _PASSAGE_FIELDS if f != prompt_name])
+    if passage_name is not None and (text := _passage_text(passage, passage_name)):
+        prompt = f"{text}\n\n{prompt}"
+        names.insert(0, passage_name)
+    options_name, options = _first_named(obj, [f for f in _OPTION_FIELDS if f != prompt_name])
+    if options_name is not None and (text := _options_text(options, options_name)):
+        prompt = f"{prompt}\n{text}"
+        names.append(options_name)
+    if len(names) > 1:
+        notes["prompt_parts"] = names
+    return prompt
+
+
+def _scalar_text(value: Any, where: str) -> str:
+    """A string or number as text; anything else (null included) is ``wrong_type`` at ``where``."""
+    if value is None or isinstance(value, (list, dict)):
+        raise _Bad("wrong_type", f"{where} must be text, got {_type_name(value) if value is not None else 'null'}")
+    return _text(value, where)
+
+
+def _passage_text(passage: Any, name: str) -> str:
+    """A passage as text: a string, or a list of strings joined with a blank line.
+
+    Raises:
+        _Bad: ``wrong_type`` for anything else (an object, a list of non-texts).
+    """
+    if isinstance(passage, list):
+        return "\n\n".join(_scalar_text(p, f"{name}[{i}]") for i, p in enumerate(passage))
+    if isinstance(passage, dict):
+        raise _Bad("wrong_type", f"{name} must be text or a list of texts, got an object")
+    return _scalar_text(passage, name)
+
+
+#: An option that already starts with its label: ``A)21`` (AQuA), ``(B) ...``, ``C. ...``, ``D: ...``.
+_LABELLED = re.compile(r"\(?([A-Z])\s*[).:]")
+
+
+def _option_label(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else str(i + 1)
+
+
+def _options_text(options: Any, name: str) -> str:
+    """Multiple-choice options, one per line as ``A. text``.
+
+    Shapes: a list of texts (labelled ``A.``, ``B.``, ... unless each already starts with its
+    letter, as AQuA's ``A)21``); an object ``{label: text}``; ARC's ``{"text": [...],
+    "label": [...]}``; a string, kept as written.
+
+    Raises:
+        _Bad: ``wrong_type`` for any other shape.
+    """
+    if isinstance(options, str):
+        return options
+    if isinstance(options, list):
+        texts = [_scalar_text(o, f"{name}[{i}]") for i, o in enumerate(options)]
+        if all((m := _LABELLED.match(t)) and m.group(1) == _option_label(i) for i, t in enumerate(texts)):
+            return "\n".join(texts)
+        return "\n".join(f"{_option_label(i)}. {t}" for i, t in enumerate(texts))
+    if isinstance(options, dict):
+        if "text" in options and "label" in options:  # ARC
+            labels, texts = options["label"], options["text"]
+            if not isinstance(labels, list) or not isinstance(texts, list) or len(labels) != len(texts):
+                raise _Bad("wrong_type", f"{name}.label and {name}.text must be lists of the same length")
+            pairs = list(zip(labels, texts))
+        else:
+            pairs = list(options.items())
+        return "\n".join(f"{_scalar_text(label, f'{name} label')}. {_scalar_text(text, f'{name}[{label!r}]')}"
+                         for label, text in pairs)
+    raise _Bad("wrong_type", f"{name} must be a list, an object or text, got {_type_name(options)}")
 
 
 _PARSERS = {
