@@ -264,6 +264,30 @@ def test_sharegpt_roles_mapped():
     assert rec.reference == "A"
 
 
+@pytest.mark.parametrize(("raw", "role"), [("User", "user"), (" ASSISTANT ", "assistant"), ("System", "system"),
+                                           ("Tool", "tool"), ("Function", "tool"), ("Developer", "developer")])
+def test_chat_roles_are_case_insensitive_and_stripped(raw, role):
+    rec = ok({"messages": [{"role": "user", "content": "q"}, {"role": raw, "content": "x"},
+                           {"role": "user", "content": "q2"}, {"role": "Assistant", "content": "a"}]})
+    assert rec.messages[1] == {"role": role, "content": "x"} and rec.reference == "a"
+
+
+@pytest.mark.parametrize(("raw", "role"), [("Human", "user"), (" gpt ", "assistant"), ("SYSTEM", "system"),
+                                           ("Observation", "tool"), ("USER", "user")])
+def test_sharegpt_roles_are_case_insensitive_and_stripped(raw, role):
+    rec = ok({"conversations": [{"from": "human", "value": "q"}, {"from": raw, "value": "x"},
+                                {"from": "human", "value": "q2"}, {"from": "GPT", "value": "a"}]})
+    assert rec.messages[1] == {"role": role, "content": "x"} and rec.reference == "a"
+
+
+@pytest.mark.parametrize("raw", ["wizard", None, 3, ["user"], {"r": 1}, ""])
+@pytest.mark.parametrize("key", ["messages", "conversations"])
+def test_unknown_or_non_string_roles_are_bad_role(raw, key):
+    role_key, content_key = ("role", "content") if key == "messages" else ("from", "value")
+    rej = normalise({key: [{role_key: raw, content_key: "x"}, {role_key: "assistant", content_key: "y"}]}, CFG)
+    assert rej == Rejection("bad_role", f"{key}[0] has unknown role {raw!r}")
+
+
 def test_evals_list_input_and_acceptable_answers():
     rec = ok({"input": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Colour of sky?"}],
               "ideal": ["blue", "Blue."]})

@@ -483,6 +483,25 @@ def _content(turn: Mapping[str, Any], key: str, what: str, i: int, notes: dict[s
     return content
 
 
+def _role(raw_role: Any, role_map: Mapping[str, str] | None) -> Any:
+    """A turn's role, compared case-insensitively and stripped (``"User"``, ``" GPT "``).
+
+    ``role_map`` (ShareGPT) maps every known name; without it (OpenAI chat) the role is kept,
+    legacy result roles (``function``) mapped to ``tool``. Exact lowercase roles take the fast
+    path; an unknown or non-string role comes back as it is or ``None`` (the caller rejects it).
+    """
+    if role_map is not None:
+        if raw_role.__class__ is str and (role := role_map.get(raw_role)) is not None:
+            return role
+        return role_map.get(raw_role.strip().lower()) if isinstance(raw_role, str) else None
+    if raw_role.__class__ is str and raw_role in _CHAT_ROLES:
+        return raw_role
+    if not isinstance(raw_role, str):
+        return None
+    role = raw_role.strip().lower()
+    return _CHAT_ROLE_MAP.get(role, role)
+
+
 def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "role",
                content_key: str = "content", role_map: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     if not isinstance(turns, list) or not turns:
@@ -493,10 +512,7 @@ def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "ro
         if not isinstance(turn, dict):
             raise _Bad("wrong_type", f"{what}[{i}] is not an object")
         raw_role = turn.get(role_key)
-        if role_map is not None:
-            role = role_map.get(str(raw_role).strip().lower())
-        else:
-            role = _CHAT_ROLE_MAP.get(raw_role, raw_role)
+        role = _role(raw_role, role_map)
         content = turn.get(content_key)
         if role == "user" or role == "system" or (role == "assistant" and "tool_calls" not in turn
                                                    and "function_call" not in turn):
