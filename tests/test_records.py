@@ -418,6 +418,31 @@ def test_final_turn_with_only_tool_calls_is_the_reference():
     assert rec.reference == CALL
 
 
+@pytest.mark.parametrize(("tools", "detail"), [
+    (5, "tools must be a list or an object of tool definitions (or a JSON string of one), got int"),
+    (True, "tools must be a list or an object of tool definitions (or a JSON string of one), got bool"),
+    ("5", "tools must be a list or an object of tool definitions (or a JSON string of one), "
+          "got a JSON string holding int"),
+    ('"get_weather"', "tools must be a list or an object of tool definitions (or a JSON string of one), "
+                      "got a JSON string holding str"),
+])
+def test_tools_that_are_not_definitions_are_wrong_type(tools, detail):
+    rej = normalise({"prompt": "p", "response": "r", "tools": tools}, CFG)
+    assert rej == Rejection("wrong_type", detail)
+
+
+def test_functions_number_is_named_and_tool_shapes_accepted():
+    rej = normalise({"prompt": "p", "response": "r", "functions": 0}, CFG)
+    assert rej.reason == "wrong_type" and rej.detail.startswith("functions must be a list or an object")
+    one = ok({"prompt": "p", "response": "r", "tools": {"name": "f"}})
+    assert one.messages[0] == {"role": "system", "content": '<tools>\n{"name": "f"}\n</tools>'}
+    assert ok({"prompt": "p", "response": "r", "tools": '{"name": "f"}'}).messages == one.messages
+    assert ok({"prompt": "p", "response": "r", "tools": None, "functions": [{"name": "f"}]}).messages == one.messages
+    for empty in ("", "[]", [], {}, None):
+        rec = ok({"prompt": "p", "response": "r", "tools": empty})
+        assert rec.messages == [{"role": "user", "content": "p"}] and "tools" not in rec.meta
+
+
 def test_content_parts_are_joined_with_a_newline():
     rec = ok({"messages": [
         {"role": "user", "content": [{"type": "text", "text": "Name the largest planet."},

@@ -542,16 +542,34 @@ def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "ro
 
 def _with_tool_definitions(obj: Mapping[str, Any], messages: list[dict[str, str]],
                            notes: dict[str, Any]) -> list[dict[str, str]]:
-    """Append the record's tool definitions (``tools`` or ``functions``) to its system turn."""
-    tools = obj.get("tools", obj.get("functions"))
-    if tools in (None, "", []):
-        return messages
+    """Append the record's tool definitions (``tools`` or ``functions``) to its system turn.
+
+    They are a list, one object, or a JSON string of either; an empty one adds nothing.
+
+    Raises:
+        _Bad: ``wrong_type`` for anything else (a number, a boolean, text that is not JSON).
+    """
+    name, tools = "tools", obj.get("tools")
+    if tools is None:
+        name, tools = "functions", obj.get("functions")
+        if tools is None:
+            return messages
     if isinstance(tools, str):
+        if not tools:
+            return messages
         try:
             tools = json.loads(tools)
         except ValueError as exc:
-            raise _Bad("wrong_type", f"tools is a string but not JSON ({exc})") from exc
-    if not isinstance(tools, list):
+            raise _Bad("wrong_type", f"{name} is a string but not JSON ({exc})") from exc
+        if not isinstance(tools, (list, dict)):
+            raise _Bad("wrong_type", f"{name} must be a list or an object of tool definitions (or a JSON string "
+                                     f"of one), got a JSON string holding {_type_name(tools)}")
+    elif not isinstance(tools, (list, dict)):
+        raise _Bad("wrong_type", f"{name} must be a list or an object of tool definitions (or a JSON string "
+                                 f"of one), got {_type_name(tools)}")
+    if not tools:
+        return messages
+    if isinstance(tools, dict):
         tools = [tools]
     block = "<tools>\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) + "\n</tools>"
     notes["tools"] = len(tools)
