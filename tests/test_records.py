@@ -135,7 +135,8 @@ def test_alpaca_with_a_response_field_keeps_its_instruction(input_value):
 
 
 def test_dolly_context_follows_the_instruction():
-    rec = ok({"instruction": "When was Virgin Australia founded?", "context": "Virgin Australia commenced services on 31 August 2000.",
+    rec = ok({"instruction": "When was Virgin Australia founded?",
+              "context": "Virgin Australia commenced services on 31 August 2000.",
               "response": "31 August 2000", "category": "closed_qa"})
     assert rec.format == "alpaca"
     assert rec.prompt == "When was Virgin Australia founded?\n\nVirgin Australia commenced services on 31 August 2000."
@@ -418,16 +419,15 @@ def test_final_turn_with_only_tool_calls_is_the_reference():
     assert rec.reference == CALL
 
 
-@pytest.mark.parametrize(("tools", "detail"), [
-    (5, "tools must be a list or an object of tool definitions (or a JSON string of one), got int"),
-    (True, "tools must be a list or an object of tool definitions (or a JSON string of one), got bool"),
-    ("5", "tools must be a list or an object of tool definitions (or a JSON string of one), "
-          "got a JSON string holding int"),
-    ('"get_weather"', "tools must be a list or an object of tool definitions (or a JSON string of one), "
-                      "got a JSON string holding str"),
+@pytest.mark.parametrize(("tools", "got"), [
+    (5, "got int"),
+    (True, "got bool"),
+    ("5", "got a JSON string holding int"),
+    ('"get_weather"', "got a JSON string holding str"),
 ])
-def test_tools_that_are_not_definitions_are_wrong_type(tools, detail):
+def test_tools_that_are_not_definitions_are_wrong_type(tools, got):
     rej = normalise({"prompt": "p", "response": "r", "tools": tools}, CFG)
+    detail = "tools must be a list or an object of tool definitions (or a JSON string of one), " + got
     assert rej == Rejection("wrong_type", detail)
 
 
