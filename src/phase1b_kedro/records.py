@@ -15,7 +15,9 @@ Supported per-record formats (detected, or forced with ``sampling.input_format``
   follows the instruction after a blank line; a ``history`` of ``[instruction, response]``
   pairs (LLaMA-Factory) becomes earlier user/assistant turns;
 - ``chat``: ``messages`` whose final assistant turn is the reference;
-- ``sharegpt``: ``conversations`` of ``{from, value}`` turns, same rule;
+- ``sharegpt``: ``conversations`` of ``{from, value}`` turns, same rule.
+  In both, roles are compared case-insensitively and stripped (``"User"``, ``" GPT "``); an
+  unknown or non-string role is ``bad_role``;
 - ``evals``: OpenAI-evals ``input`` (chat list or string) + ``ideal`` (string or list of
   acceptable answers; all kept in ``meta.acceptable``, the first is the reference).
 
@@ -31,8 +33,10 @@ them and every later stage reads them like other turns:
   most tool-tuned open models are trained on), after the turn's own text if it has any;
 - a tool result is a ``tool`` turn whose content is the result's text (JSON for structured
   results);
-- tool definitions given with the record (``tools`` or ``functions``) are appended to the
-  system turn (one is added when there is none) as ``<tools>\n[...]\n</tools>``.
+- tool definitions given with the record (``tools``, else ``functions``: a list, one object,
+  or a JSON string of either; anything else is ``wrong_type``, an empty one adds nothing) are
+  appended to the system turn (one is added when there is none) as ``<tools>\n...\n</tools>``,
+  one definition per line.
 
 ``meta.tool_calls``, ``meta.tool_results`` and ``meta.tools`` count them.
 
@@ -41,7 +45,8 @@ not text (images, audio, files) are counted in ``meta.non_text_parts`` (``count`
 ``types``). A text part whose text is not a string makes the record ``wrong_type``.
 
 ``normalise`` never raises for bad content: it returns a :class:`Rejection` with a reason,
-so the caller can quarantine the record and account for it.
+so the caller can quarantine the record and account for it. (It raises one signal,
+:class:`NumberLiteralNeeded`, below.)
 
 Numbers are kept as written. A prompt or reference (or tool result) given as a JSON number
 becomes its literal text exactly as in the line (``1267650600228229401496703205376``, ``1e5``,
@@ -67,7 +72,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -277,7 +282,7 @@ class JSONNumber(float):
     __slots__ = ("literal",)
     literal: str
 
-    def __new__(cls, literal: str) -> JSONNumber:
+    def __new__(cls, literal: str) -> Self:
         number = super().__new__(cls, literal)
         number.literal = literal
         return number
