@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from phase1b_kedro.records import FieldConfig, Normalised, Rejection, content_hash, normalise
+from phase1b_kedro.records import (
+    FieldConfig,
+    JSONNumber,
+    Normalised,
+    NumberLiteralNeeded,
+    Rejection,
+    content_hash,
+    normalise,
+    normalise_line,
+    parse_literal_numbers,
+)
 
 CFG = FieldConfig()
 
@@ -37,11 +48,195 @@ def test_numeric_reference_becomes_text():
     assert ok({"question": "6*7?", "answer": 42}).reference == "42"
 
 
+def line_record(raw: bytes, fmt: str = "auto", with_meta: bool = True) -> Normalised | Rejection:
+    """What sampling's Scanner.record does: orjson first, the literal re-parse only when asked."""
+    try:
+        return normalise(orjson.loads(raw), CFG, fmt, with_meta)
+    except NumberLiteralNeeded:
+        return normalise_line(raw, CFG, fmt, with_meta)
+
+
+@pytest.mark.parametrize("literal", ["1267650600228229401496703205376", "1e5", "1.50", "-0.0", "1E+5", "2.50e-3",
+                                     "18446744073709551616", "-9223372036854775809", "0.1"])
+def test_numeric_text_is_the_literal_as_written(literal):
+    raw = b'{"question": ' + literal.encode() + b', "answer": ' + literal.encode() + b'}'
+    with pytest.raises(NumberLiteralNeeded):  # orjson gave a float: its literal is lost
+        normalise(orjson.loads(raw), CFG)
+    rec = line_record(raw)
+    assert (rec.prompt, rec.reference) == (literal, literal)
+    assert rec.messages == [{"role": "user", "content": literal}]
+
+
+def test_reference_two_to_the_hundred_is_exact():
+    rec = line_record(b'{"question": "What is 2**100?", "answer": 1267650600228229401496703205376}')
+    assert rec.reference == "1267650600228229401496703205376"
+
+
+@pytest.mark.parametrize("literal", ["42", "-7", "0", "18446744073709551615", "-9223372036854775808"])
+def test_integers_within_64_bits_are_exact_without_a_reparse(literal):
+    rec = normalise(orjson.loads(b'{"question": "q", "answer": ' + literal.encode() + b'}'), CFG)
+    assert rec.reference == literal
+
+
+def test_literals_in_every_text_field_kind():
+    rec = line_record(b'{"input": "q", "ideal": [1.50, 2e3, 7]}')  # evals acceptable answers
+    assert (rec.reference, rec.meta["acceptable"]) == ("1.50", ["1.50", "2e3", "7"])
+    rec = line_record(b'{"instruction": "Halve 3", "input": 3.0, "output": 1.50}')  # alpaca
+    assert (rec.prompt, rec.reference) == ("Halve 3\n\n3.0", "1.50")
+    rec = line_record(b'{"messages": [{"role": "user", "content": "t?"}, {"role": "assistant", "content": null,'
+                      b' "tool_calls": [{"function": {"name": "t", "arguments": {}}}]},'
+                      b' {"role": "tool", "content": 21.50}, {"role": "assistant", "content": "21.50"}]}')
+    assert rec.messages[-1] == {"role": "tool", "content": "21.50"}
+
+
+def test_reparsed_record_equals_the_orjson_one_apart_from_literals_and_meta_stays_writable():
+    raw = (b'{"id": "r1", "question": "q", "answer": 1.50, "meta": {"difficulty": 0.25, "big": 1e40},'
+           b' "tests": [{"input": "1", "output": "2"}]}')
+    rec = line_record(raw)
+    assert rec.reference == "1.50"
+    assert rec.meta["source_meta"] == {"difficulty": 0.25, "big": 1e40}
+    assert type(rec.meta["source_meta"]["difficulty"]) is float  # no JSONNumber left in meta
+    orjson.dumps(rec.meta)  # writable by the datasets (orjson refuses float subclasses)
+    plain = normalise(orjson.loads(raw.replace(b"1.50", b'"1.50"')), CFG)
+    assert (rec.id, rec.messages, rec.meta) == (plain.id, plain.messages, plain.meta)
+    indexed = line_record(raw, with_meta=False)  # the index pass decides the same
+    assert (indexed.id, indexed.key, indexed.meta) == (rec.id, rec.key, {})
+
+
+def test_parse_literal_numbers_types_like_orjson():
+    obj = parse_literal_numbers(b'[1, 18446744073709551615, 18446744073709551616, 1.50, -0.0, "s"]')
+    assert obj == orjson.loads(b'[1, 18446744073709551615, 18446744073709551616, 1.50, -0.0, "s"]')
+    assert [type(v).__name__ for v in obj] == ["int", "int", "JSONNumber", "JSONNumber", "JSONNumber", "str"]
+    assert [v.literal for v in obj[2:5]] == ["18446744073709551616", "1.50", "-0.0"]
+    assert JSONNumber("1e5") == 100000.0
+
+
+def test_float_id_is_wrong_type_on_both_paths():
+    rej = line_record(b'{"id": 1.5, "question": "q", "answer": 2.50}')
+    assert rej == Rejection("wrong_type", "id must be a string or integer, got float")
+
+
 def test_alpaca_with_and_without_input():
     rec = ok({"instruction": "Translate to French", "input": "cat", "output": "chat"})
     assert rec.format == "alpaca"
     assert rec.prompt == "Translate to French\n\ncat"
     assert ok({"instruction": "Say hi", "input": "", "output": "hi"}).prompt == "Say hi"
+
+
+@pytest.mark.parametrize("input_value", ["Hello, world", ""])
+def test_alpaca_with_a_response_field_keeps_its_instruction(input_value):
+    rec = ok({"instruction": "Translate the following sentence to French.", "input": input_value,
+              "response": "Bonjour, le monde"})
+    assert rec.format == "alpaca"
+    expected = "Translate the following sentence to French." + ("\n\nHello, world" if input_value else "")
+    assert rec.messages == [{"role": "user", "content": expected}]
+    assert rec.reference == "Bonjour, le monde"
+    assert rec.meta.get("prompt_parts") == (["instruction", "input"] if input_value else None)
+
+
+def test_dolly_context_follows_the_instruction():
+    rec = ok({"instruction": "When was Virgin Australia founded?",
+              "context": "Virgin Australia commenced services on 31 August 2000.",
+              "response": "31 August 2000", "category": "closed_qa"})
+    assert rec.format == "alpaca"
+    assert rec.prompt == "When was Virgin Australia founded?\n\nVirgin Australia commenced services on 31 August 2000."
+    assert (rec.reference, rec.meta["prompt_parts"]) == ("31 August 2000", ["instruction", "context"])
+    rec = ok({"instruction": "Name a colour.", "context": "", "response": "Blue", "category": "brainstorming"})
+    assert rec.prompt == "Name a colour." and "prompt_parts" not in rec.meta
+
+
+def test_alpaca_history_becomes_earlier_turns():
+    rec = ok({"system": "Be brief.", "instruction": "And times 3?", "input": "", "output": "6",
+              "history": [["What is 1+1?", "2"], ["Add 0?", 2]]})
+    assert rec.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 1+1?"}, {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "Add 0?"}, {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "And times 3?"},
+    ]
+    assert rec.prompt == "And times 3?" and rec.reference == "6"
+    assert ok({"instruction": "Hi", "output": "Hello", "history": []}).messages == [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize("history", ["q a", [["only one"]], [["q", None]], [{"q": "a"}], 5])
+def test_bad_alpaca_history_is_wrong_type(history):
+    rej = normalise({"instruction": "Hi", "output": "Hello", "history": history}, CFG)
+    assert isinstance(rej, Rejection) and rej.reason == "wrong_type" and "history" in rej.detail
+
+
+SQUAD = {"id": "5733be284776f41900661182", "title": "University_of_Notre_Dame",
+         "context": "Architecturally, the school has a Catholic character.",
+         "question": "What character does the school have?", "answer": "Catholic"}
+
+
+def test_squad_passage_goes_before_the_question():
+    rec = ok(SQUAD)
+    assert rec.format == "prompt_response"
+    assert rec.messages == [{"role": "user", "content": "Architecturally, the school has a Catholic character."
+                                                        "\n\nWhat character does the school have?"}]
+    assert rec.prompt == rec.messages[0]["content"] and rec.reference == "Catholic"
+    assert rec.meta["prompt_parts"] == ["context", "question"]
+    boolq = ok({"passage": ["First paragraph.", "Second paragraph."], "question": "is it so", "answer": True})
+    assert boolq.prompt == "First paragraph.\n\nSecond paragraph.\n\nis it so" and boolq.reference == "true"
+    assert boolq.meta["prompt_parts"] == ["passage", "question"]
+
+
+MC_QUESTION = "Which gas do plants absorb?"
+MC_PROMPT = MC_QUESTION + "\nA. Oxygen\nB. Carbon dioxide\nC. Nitrogen"
+
+
+@pytest.mark.parametrize(("field", "options"), [
+    ("options", ["Oxygen", "Carbon dioxide", "Nitrogen"]),                                    # a list of texts
+    ("choices", ["Oxygen", "Carbon dioxide", "Nitrogen"]),
+    ("options", {"A": "Oxygen", "B": "Carbon dioxide", "C": "Nitrogen"}),                   # MedQA: label -> text
+    ("choices", {"text": ["Oxygen", "Carbon dioxide", "Nitrogen"], "label": ["A", "B", "C"]}),  # ARC
+    ("options", ["A. Oxygen", "B. Carbon dioxide", "C. Nitrogen"]),                          # already labelled
+    ("options", "A. Oxygen\nB. Carbon dioxide\nC. Nitrogen"),                              # written out
+])
+def test_multiple_choice_options_follow_the_question(field, options):
+    rec = ok({"question": MC_QUESTION, field: options, "answer": "B"})
+    assert rec.prompt == MC_PROMPT and rec.reference == "B"
+    assert rec.meta["prompt_parts"] == ["question", field]
+
+
+def test_passage_question_and_options_together_and_labels_kept():
+    rec = ok({"context": "Photosynthesis uses CO2.", "question": "Plants absorb?",
+              "choices": {"text": ["O2", "CO2"], "label": ["1", "2"]}, "answer": "2"})
+    assert rec.prompt == "Photosynthesis uses CO2.\n\nPlants absorb?\n1. O2\n2. CO2"
+    assert rec.meta["prompt_parts"] == ["context", "question", "choices"]
+    aqua = ok({"question": "x?", "options": ["A)21", "B)21.5", "C)22"], "answer": "B"})
+    assert aqua.prompt == "x?\nA)21\nB)21.5\nC)22"
+    numbers = ok({"question": "2+2?", "options": [3, 4], "answer": "B"})
+    assert numbers.prompt == "2+2?\nA. 3\nB. 4"
+
+
+def test_no_extra_fields_no_prompt_parts_and_empty_extras_are_ignored():
+    assert "prompt_parts" not in ok({"question": "q", "answer": "a"}).meta
+    rec = ok({"question": "q", "context": "", "options": [], "answer": "a"})
+    assert rec.prompt == "q" and "prompt_parts" not in rec.meta
+
+
+def test_context_named_as_the_prompt_field_is_not_repeated():
+    cfg = FieldConfig(prompt_fields=("context",), response_fields=("answer",))
+    rec = normalise({"context": "Read this.", "answer": "ok"}, cfg)
+    assert rec.prompt == "Read this." and "prompt_parts" not in rec.meta
+
+
+@pytest.mark.parametrize(("extra", "detail"), [
+    ({"context": {"title": ["T"], "sentences": [["s"]]}}, "context must be text or a list of texts"),
+    ({"passage": ["ok", None]}, "passage[1] must be text"),
+    ({"options": 4}, "options must be a list, an object or text, got int"),
+    ({"choices": {"text": ["a", "b"], "label": ["A"]}}, "choices.label and choices.text"),
+    ({"options": [["a"], "b"]}, "options[0] must be text"),
+])
+def test_unusable_passage_or_options_are_wrong_type(extra, detail):
+    rej = normalise({"question": "q", "answer": "a", **extra}, CFG)
+    assert isinstance(rej, Rejection) and rej.reason == "wrong_type" and detail in rej.detail, rej
+
+
+def test_blank_question_with_a_passage_is_still_empty_prompt():
+    rej = normalise({"context": "A passage.", "question": "  ", "answer": "a"}, CFG)
+    assert rej == Rejection("empty_prompt", "the prompt is empty or whitespace")
 
 
 def test_chat_final_assistant_turn_is_reference():
@@ -68,6 +263,30 @@ def test_sharegpt_roles_mapped():
     assert rec.format == "sharegpt"
     assert [m["role"] for m in rec.messages] == ["system", "user"]
     assert rec.reference == "A"
+
+
+@pytest.mark.parametrize(("raw", "role"), [("User", "user"), (" ASSISTANT ", "assistant"), ("System", "system"),
+                                           ("Tool", "tool"), ("Function", "tool"), ("Developer", "developer")])
+def test_chat_roles_are_case_insensitive_and_stripped(raw, role):
+    rec = ok({"messages": [{"role": "user", "content": "q"}, {"role": raw, "content": "x"},
+                           {"role": "user", "content": "q2"}, {"role": "Assistant", "content": "a"}]})
+    assert rec.messages[1] == {"role": role, "content": "x"} and rec.reference == "a"
+
+
+@pytest.mark.parametrize(("raw", "role"), [("Human", "user"), (" gpt ", "assistant"), ("SYSTEM", "system"),
+                                           ("Observation", "tool"), ("USER", "user")])
+def test_sharegpt_roles_are_case_insensitive_and_stripped(raw, role):
+    rec = ok({"conversations": [{"from": "human", "value": "q"}, {"from": raw, "value": "x"},
+                                {"from": "human", "value": "q2"}, {"from": "GPT", "value": "a"}]})
+    assert rec.messages[1] == {"role": role, "content": "x"} and rec.reference == "a"
+
+
+@pytest.mark.parametrize("raw", ["wizard", None, 3, ["user"], {"r": 1}, ""])
+@pytest.mark.parametrize("key", ["messages", "conversations"])
+def test_unknown_or_non_string_roles_are_bad_role(raw, key):
+    role_key, content_key = ("role", "content") if key == "messages" else ("from", "value")
+    rej = normalise({key: [{role_key: raw, content_key: "x"}, {role_key: "assistant", content_key: "y"}]}, CFG)
+    assert rej == Rejection("bad_role", f"{key}[0] has unknown role {raw!r}")
 
 
 def test_evals_list_input_and_acceptable_answers():
@@ -198,6 +417,30 @@ def test_final_turn_with_only_tool_calls_is_the_reference():
                            {"role": "assistant", "content": "", "tool_calls": [
                                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}]})
     assert rec.reference == CALL
+
+
+@pytest.mark.parametrize(("tools", "got"), [
+    (5, "got int"),
+    (True, "got bool"),
+    ("5", "got a JSON string holding int"),
+    ('"get_weather"', "got a JSON string holding str"),
+])
+def test_tools_that_are_not_definitions_are_wrong_type(tools, got):
+    rej = normalise({"prompt": "p", "response": "r", "tools": tools}, CFG)
+    detail = "tools must be a list or an object of tool definitions (or a JSON string of one), " + got
+    assert rej == Rejection("wrong_type", detail)
+
+
+def test_functions_number_is_named_and_tool_shapes_accepted():
+    rej = normalise({"prompt": "p", "response": "r", "functions": 0}, CFG)
+    assert rej.reason == "wrong_type" and rej.detail.startswith("functions must be a list or an object")
+    one = ok({"prompt": "p", "response": "r", "tools": {"name": "f"}})
+    assert one.messages[0] == {"role": "system", "content": '<tools>\n{"name": "f"}\n</tools>'}
+    assert ok({"prompt": "p", "response": "r", "tools": '{"name": "f"}'}).messages == one.messages
+    assert ok({"prompt": "p", "response": "r", "tools": None, "functions": [{"name": "f"}]}).messages == one.messages
+    for empty in ("", "[]", [], {}, None):
+        rec = ok({"prompt": "p", "response": "r", "tools": empty})
+        assert rec.messages == [{"role": "user", "content": "p"}] and "tools" not in rec.meta
 
 
 def test_content_parts_are_joined_with_a_newline():

@@ -3,10 +3,21 @@
 Supported per-record formats (detected, or forced with ``sampling.input_format``):
 
 - ``prompt_response``: a prompt field and a reference field with configurable names
-  (``prompt``/``response``, ``question``/``answer``, ``input``/``output``, ...);
-- ``alpaca``: ``instruction``, optional ``input``, ``output``;
+  (``prompt``/``response``, ``question``/``answer``, ``input``/``output``, ...). A passage
+  (``context`` as in SQuAD, or ``passage``; a string or a list of strings) goes before the
+  prompt after a blank line; multiple-choice ``options`` (or ``choices``) follow it on the next
+  lines, one per line as ``A. text`` (a list of texts is labelled ``A.``, ``B.``, ... unless
+  already labelled; an object ``{label: text}``; ARC's ``{"text": [...], "label": [...]}``; a
+  string kept as written). ``meta.prompt_parts`` names the fields used, in order (e.g.
+  ``["context", "question", "options"]``), only when more than the prompt field was used;
+- ``alpaca``: ``instruction`` with ``output`` or any response field (Alpaca, Dolly-15k's
+  ``response``); its extra input, ``context`` (Dolly) and/or ``input`` (Alpaca) when non-empty,
+  follows the instruction after a blank line; a ``history`` of ``[instruction, response]``
+  pairs (LLaMA-Factory) becomes earlier user/assistant turns;
 - ``chat``: ``messages`` whose final assistant turn is the reference;
-- ``sharegpt``: ``conversations`` of ``{from, value}`` turns, same rule;
+- ``sharegpt``: ``conversations`` of ``{from, value}`` turns, same rule.
+  In both, roles are compared case-insensitively and stripped (``"User"``, ``" GPT "``); an
+  unknown or non-string role is ``bad_role``;
 - ``evals``: OpenAI-evals ``input`` (chat list or string) + ``ideal`` (string or list of
   acceptable answers; all kept in ``meta.acceptable``, the first is the reference).
 
@@ -22,8 +33,10 @@ them and every later stage reads them like other turns:
   most tool-tuned open models are trained on), after the turn's own text if it has any;
 - a tool result is a ``tool`` turn whose content is the result's text (JSON for structured
   results);
-- tool definitions given with the record (``tools`` or ``functions``) are appended to the
-  system turn (one is added when there is none) as ``<tools>\n[...]\n</tools>``.
+- tool definitions given with the record (``tools``, else ``functions``: a list, one object,
+  or a JSON string of either; anything else is ``wrong_type``, an empty one adds nothing) are
+  appended to the system turn (one is added when there is none) as ``<tools>\n...\n</tools>``,
+  one definition per line.
 
 ``meta.tool_calls``, ``meta.tool_results`` and ``meta.tools`` count them.
 
@@ -32,16 +45,34 @@ not text (images, audio, files) are counted in ``meta.non_text_parts`` (``count`
 ``types``). A text part whose text is not a string makes the record ``wrong_type``.
 
 ``normalise`` never raises for bad content: it returns a :class:`Rejection` with a reason,
-so the caller can quarantine the record and account for it.
+so the caller can quarantine the record and account for it. (It raises one signal,
+:class:`NumberLiteralNeeded`, below.)
+
+Numbers are kept as written. A prompt or reference (or tool result) given as a JSON number
+becomes its literal text exactly as in the line (``1267650600228229401496703205376``, ``1e5``,
+``1.50``, ``-0.0``), never a float's repr. orjson gives every non-integer, and every integer
+beyond 64 bits, as a ``float`` whose literal is lost, so the caller normalises in two steps::
+
+    obj = orjson.loads(raw)
+    try:
+        rec = normalise(obj, cfg, forced_format, with_meta)
+    except NumberLiteralNeeded:                      # rare: a float in a text field
+        rec = normalise_line(raw, cfg, forced_format, with_meta)
+
+:func:`normalise_line` re-parses that one line with :func:`parse_literal_numbers` (stdlib
+``json``, numbers as :class:`JSONNumber`, a ``float`` that keeps its ``literal``) and
+normalises it again; integers that fit 64 bits are exact from orjson and never trigger it.
+(``-0`` written as an integer is the one literal orjson folds: it reads ``0``.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -143,7 +174,7 @@ def detect_format(obj: Mapping[str, Any], cfg: FieldConfig) -> str | None:
         return "sharegpt"
     if "ideal" in obj and "input" in obj:
         return "evals"
-    if "instruction" in obj and "output" in obj:
+    if "instruction" in obj and ("output" in obj or any(f in obj for f in cfg.response_fields)):
         return "alpaca"
     if any(f in obj for f in cfg.prompt_fields) and any(f in obj for f in cfg.response_fields):
         return "prompt_response"
@@ -162,6 +193,10 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto", with_meta
 
     Returns:
         The normalised record, or the reason it cannot be used.
+
+    Raises:
+        NumberLiteralNeeded: A text field holds a plain ``float`` (its literal is lost): call
+            :func:`normalise_line` with the raw line instead.
     """
     if not isinstance(obj, dict):
         return Rejection("not_an_object", f"line holds a JSON {type(obj).__name__}")
@@ -225,8 +260,90 @@ def source_id(obj: Mapping[str, Any], cfg: FieldConfig) -> str:
     """
     raw_id = _first_present(obj, cfg.id_fields)
     if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
-        raise _Bad("wrong_type", f"id must be a string or integer, got {type(raw_id).__name__}")
+        raise _Bad("wrong_type", f"id must be a string or integer, got {_type_name(raw_id)}")
     return str(raw_id).strip() if raw_id is not None else ""
+
+
+class NumberLiteralNeeded(Exception):
+    """A text field holds a number parsed as a plain ``float``, whose literal text is lost.
+
+    Raised by :func:`normalise` (it is not a :class:`Rejection`): the caller re-runs the same
+    line through :func:`normalise_line`, which keeps every number's literal.
+    """
+
+
+class JSONNumber(float):
+    """A JSON number that remembers how it was written (``literal``), e.g. ``1.50`` or ``1e5``.
+
+    It compares, hashes and computes like the ``float`` orjson would give; only text fields
+    read ``literal``. orjson cannot serialise it (see :func:`normalise_line`).
+    """
+
+    __slots__ = ("literal",)
+    literal: str
+
+    def __new__(cls, literal: str) -> Self:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1  # the integers orjson gives as int
+
+
+def _literal_int(literal: str) -> int | JSONNumber:
+    """An integer as orjson types it: ``int`` within 64 bits, else a number (here keeping its literal)."""
+    if len(literal) < 19:  # |value| < 10**18: fits, and the common case
+        return int(literal)
+    if len(literal) <= 21:
+        value = int(literal)
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+    return JSONNumber(literal)
+
+
+def parse_literal_numbers(raw: bytes | str) -> Any:
+    """Parse one JSON line like ``orjson.loads``, except that every value orjson would give as a
+    ``float`` (non-integers, integers beyond 64 bits) is a :class:`JSONNumber` with its literal.
+
+    Raises:
+        ValueError: When the line is not JSON (callers pass lines orjson already accepted).
+    """
+    return json.loads(raw, parse_float=JSONNumber, parse_int=_literal_int)
+
+
+def normalise_line(raw: bytes | str, cfg: FieldConfig, forced_format: str = "auto",
+                   with_meta: bool = True) -> Normalised | Rejection:
+    """:func:`normalise` for a line whose text fields hold numbers orjson gave as floats.
+
+    Call it with the raw line when :func:`normalise` raised :class:`NumberLiteralNeeded` (it
+    works on any line, but re-parses with the slower stdlib parser). Text fields get each
+    number's literal; everything else is as :func:`normalise` gives it (``meta`` holds plain
+    floats, so orjson can write it).
+
+    Raises:
+        ValueError: When ``raw`` is not JSON (pass only lines orjson parsed).
+    """
+    rec = normalise(parse_literal_numbers(raw), cfg, forced_format, with_meta)
+    if isinstance(rec, Normalised) and rec.meta:
+        rec.meta = _plain_numbers(rec.meta)
+    return rec
+
+
+def _plain_numbers(value: Any) -> Any:
+    """``value`` with every :class:`JSONNumber` turned back into the ``float`` orjson gives."""
+    if isinstance(value, JSONNumber):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(v) for v in value]
+    return value
+
+
+def _type_name(value: Any) -> str:
+    """A JSON value's Python type name for messages (a :class:`JSONNumber` is a ``float``)."""
+    return "float" if isinstance(value, JSONNumber) else type(value).__name__
 
 
 class _Bad(Exception):
@@ -249,13 +366,25 @@ def _first_present(obj: Mapping[str, Any], names: Sequence[str]) -> Any:
 
 
 def _text(value: Any, what: str) -> str:
-    """Coerce a scalar answer to text; numbers are common references (``"answer": 42``)."""
+    """Coerce a scalar answer to text; numbers are common references (``"answer": 42``).
+
+    A number's text is its JSON literal: ``str`` of an ``int`` (exact), the ``literal`` of a
+    :class:`JSONNumber`.
+
+    Raises:
+        NumberLiteralNeeded: For a plain ``float`` (orjson lost its literal).
+        _Bad: ``missing_<what>`` for ``None``, ``wrong_type`` for a list or an object.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        if isinstance(value, JSONNumber):
+            return value.literal
+        raise NumberLiteralNeeded(f"{what} is the number {value!r}; its literal text needs normalise_line")
     if value is None:
         raise _Bad(f"missing_{what}", f"no {what}")
     raise _Bad("wrong_type", f"{what} must be text, got {type(value).__name__}")
@@ -351,9 +480,31 @@ def _content(turn: Mapping[str, Any], key: str, what: str, i: int, notes: dict[s
     content = turn.get(key)
     if isinstance(content, list):
         return _parts_text(content, f"{what}[{i}].{key}", notes)
-    if tool_result and isinstance(content, (dict, int, float, bool)):
-        return _as_json_text(content)  # structured tool results are common
+    if tool_result:  # structured tool results are common
+        if isinstance(content, dict):
+            return _as_json_text(content)
+        if isinstance(content, (int, float)):  # bool included: "true"/"false", as JSON
+            return _text(content, "tool result")
     return content
+
+
+def _role(raw_role: Any, role_map: Mapping[str, str] | None) -> Any:
+    """A turn's role, compared case-insensitively and stripped (``"User"``, ``" GPT "``).
+
+    ``role_map`` (ShareGPT) maps every known name; without it (OpenAI chat) the role is kept,
+    legacy result roles (``function``) mapped to ``tool``. Exact lowercase roles take the fast
+    path; an unknown or non-string role comes back as it is or ``None`` (the caller rejects it).
+    """
+    if role_map is not None:
+        if raw_role.__class__ is str and (role := role_map.get(raw_role)) is not None:
+            return role
+        return role_map.get(raw_role.strip().lower()) if isinstance(raw_role, str) else None
+    if raw_role.__class__ is str and raw_role in _CHAT_ROLES:
+        return raw_role
+    if not isinstance(raw_role, str):
+        return None
+    role = raw_role.strip().lower()
+    return _CHAT_ROLE_MAP.get(role, role)
 
 
 def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "role",
@@ -366,10 +517,7 @@ def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "ro
         if not isinstance(turn, dict):
             raise _Bad("wrong_type", f"{what}[{i}] is not an object")
         raw_role = turn.get(role_key)
-        if role_map is not None:
-            role = role_map.get(str(raw_role).strip().lower())
-        else:
-            role = _CHAT_ROLE_MAP.get(raw_role, raw_role)
+        role = _role(raw_role, role_map)
         content = turn.get(content_key)
         if role == "user" or role == "system" or (role == "assistant" and "tool_calls" not in turn
                                                    and "function_call" not in turn):
@@ -399,16 +547,34 @@ def _chat_list(turns: Any, what: str, notes: dict[str, Any], role_key: str = "ro
 
 def _with_tool_definitions(obj: Mapping[str, Any], messages: list[dict[str, str]],
                            notes: dict[str, Any]) -> list[dict[str, str]]:
-    """Append the record's tool definitions (``tools`` or ``functions``) to its system turn."""
-    tools = obj.get("tools", obj.get("functions"))
-    if tools in (None, "", []):
-        return messages
+    """Append the record's tool definitions (``tools`` or ``functions``) to its system turn.
+
+    They are a list, one object, or a JSON string of either; an empty one adds nothing.
+
+    Raises:
+        _Bad: ``wrong_type`` for anything else (a number, a boolean, text that is not JSON).
+    """
+    name, tools = "tools", obj.get("tools")
+    if tools is None:
+        name, tools = "functions", obj.get("functions")
+        if tools is None:
+            return messages
     if isinstance(tools, str):
+        if not tools:
+            return messages
         try:
             tools = json.loads(tools)
         except ValueError as exc:
-            raise _Bad("wrong_type", f"tools is a string but not JSON ({exc})") from exc
-    if not isinstance(tools, list):
+            raise _Bad("wrong_type", f"{name} is a string but not JSON ({exc})") from exc
+        if not isinstance(tools, (list, dict)):
+            raise _Bad("wrong_type", f"{name} must be a list or an object of tool definitions (or a JSON string "
+                                     f"of one), got a JSON string holding {_type_name(tools)}")
+    elif not isinstance(tools, (list, dict)):
+        raise _Bad("wrong_type", f"{name} must be a list or an object of tool definitions (or a JSON string "
+                                 f"of one), got {_type_name(tools)}")
+    if not tools:
+        return messages
+    if isinstance(tools, dict):
         tools = [tools]
     block = "<tools>\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools) + "\n</tools>"
     notes["tools"] = len(tools)
@@ -461,23 +627,157 @@ def _system(obj: Mapping[str, Any], cfg: FieldConfig) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}] if isinstance(system, str) else []
 
 
+#: The alpaca family's extra input, in the order it follows the instruction (Dolly-15k:
+#: ``context``; Alpaca: ``input``).
+_ALPACA_EXTRA = ("context", "input")
+
+
 def _parse_alpaca(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
+    """``instruction`` + extra input (``context``, ``input``; each after a blank line), prior
+    turns from ``history``; the reference is ``output``, else the first of ``response_fields``."""
     instruction = _text(obj.get("instruction"), "prompt")
-    extra = obj.get("input")
-    if extra not in (None, ""):
-        instruction = f"{instruction}\n\n{_text(extra, 'prompt')}"
-    messages = _system(obj, cfg) + [{"role": "user", "content": instruction}]
-    return messages, _text(obj.get("output"), "reference"), None
+    parts = ["instruction"]
+    for name in _ALPACA_EXTRA:
+        extra = obj.get(name)
+        if extra is not None and extra != "":
+            instruction = f"{instruction}\n\n{_text(extra, 'prompt')}"
+            parts.append(name)
+    if len(parts) > 1:
+        notes["prompt_parts"] = parts
+    history = obj.get("history")
+    earlier = _history_turns(history) if history not in (None, "", []) else []
+    messages = _system(obj, cfg) + earlier + [{"role": "user", "content": instruction}]
+    reference = obj.get("output")
+    if reference is None or reference == "":
+        reference = _first_present(obj, cfg.response_fields)
+    return messages, _text(reference, "reference"), None
+
+
+def _history_turns(history: Any) -> list[dict[str, str]]:
+    """LLaMA-Factory's alpaca ``history``, ``[[instruction, response], ...]``, as earlier turns.
+
+    Raises:
+        _Bad: ``wrong_type`` for anything but a list of two-text pairs.
+    """
+    if not isinstance(history, list):
+        raise _Bad("wrong_type", f"history must be a list of [instruction, response] pairs, got {_type_name(history)}")
+    turns = []
+    for i, pair in enumerate(history):
+        if not isinstance(pair, list) or len(pair) != 2 or None in pair:
+            raise _Bad("wrong_type", f"history[{i}] must be an [instruction, response] pair of texts")
+        turns.append({"role": "user", "content": _text(pair[0], f"history[{i}][0]")})
+        turns.append({"role": "assistant", "content": _text(pair[1], f"history[{i}][1]")})
+    return turns
+
+
+#: Fields a prompt_response record may add to its prompt: a passage before it, options after it.
+_PASSAGE_FIELDS = ("context", "passage")
+_OPTION_FIELDS = ("options", "choices")
+_PROMPT_EXTRAS = frozenset(_PASSAGE_FIELDS + _OPTION_FIELDS)
 
 
 def _parse_prompt_response(obj: Mapping[str, Any], cfg: FieldConfig, notes: dict[str, Any]):
-    prompt = _first_present(obj, cfg.prompt_fields)
+    prompt = _text(_first_present(obj, cfg.prompt_fields), "prompt")
+    if not _PROMPT_EXTRAS.isdisjoint(obj):  # SQuAD passages, multiple-choice options: rare, so only then
+        prompt = _with_passage_and_options(obj, cfg, prompt, notes)
     reference = _first_present(obj, cfg.response_fields)
-    messages = _system(obj, cfg) + [{"role": "user", "content": _text(prompt, "prompt")}]
+    messages = _system(obj, cfg) + [{"role": "user", "content": prompt}]
     if isinstance(reference, list) and reference:
         acceptable = [_text(v, "reference") for v in reference]
         return messages, acceptable[0], acceptable
     return messages, _text(reference, "reference"), None
+
+
+def _first_named(obj: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    """The first of ``names`` present (not null, not ``""``) and its value; ``(None, None)`` if none."""
+    for name in names:
+        value = obj.get(name)
+        if value is not None and value != "":
+            return name, value
+    return None, None
+
+
+def _with_passage_and_options(obj: Mapping[str, Any], cfg: FieldConfig, prompt: str,
+                              notes: dict[str, Any]) -> str:
+    """The prompt with the record's passage before it (blank line between) and its options
+    after it (one per line, ``A. text``); ``notes["prompt_parts"]`` names the fields used.
+
+    A field that is the prompt itself (``prompt_fields`` may name ``context``) is not repeated;
+    a blank prompt stays blank (``empty_prompt``: a passage or options are no question).
+    """
+    if _blank(prompt):
+        return prompt
+    prompt_name, _ = _first_named(obj, cfg.prompt_fields)
+    names: list[str] = [prompt_name or "prompt"]
+    passage_name, passage = _first_named(obj, [f for f in _PASSAGE_FIELDS if f != prompt_name])
+    if passage_name is not None and (text := _passage_text(passage, passage_name)):
+        prompt = f"{text}\n\n{prompt}"
+        names.insert(0, passage_name)
+    options_name, options = _first_named(obj, [f for f in _OPTION_FIELDS if f != prompt_name])
+    if options_name is not None and (text := _options_text(options, options_name)):
+        prompt = f"{prompt}\n{text}"
+        names.append(options_name)
+    if len(names) > 1:
+        notes["prompt_parts"] = names
+    return prompt
+
+
+def _scalar_text(value: Any, where: str) -> str:
+    """A string or number as text; anything else (null included) is ``wrong_type`` at ``where``."""
+    if value is None or isinstance(value, (list, dict)):
+        raise _Bad("wrong_type", f"{where} must be text, got {_type_name(value) if value is not None else 'null'}")
+    return _text(value, where)
+
+
+def _passage_text(passage: Any, name: str) -> str:
+    """A passage as text: a string, or a list of strings joined with a blank line.
+
+    Raises:
+        _Bad: ``wrong_type`` for anything else (an object, a list of non-texts).
+    """
+    if isinstance(passage, list):
+        return "\n\n".join(_scalar_text(p, f"{name}[{i}]") for i, p in enumerate(passage))
+    if isinstance(passage, dict):
+        raise _Bad("wrong_type", f"{name} must be text or a list of texts, got an object")
+    return _scalar_text(passage, name)
+
+
+#: An option that already starts with its label: ``A)21`` (AQuA), ``(B) ...``, ``C. ...``, ``D: ...``.
+_LABELLED = re.compile(r"\(?([A-Z])\s*[).:]")
+
+
+def _option_label(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else str(i + 1)
+
+
+def _options_text(options: Any, name: str) -> str:
+    """Multiple-choice options, one per line as ``A. text``.
+
+    Shapes: a list of texts (labelled ``A.``, ``B.``, ... unless each already starts with its
+    letter, as AQuA's ``A)21``); an object ``{label: text}``; ARC's ``{"text": [...],
+    "label": [...]}``; a string, kept as written.
+
+    Raises:
+        _Bad: ``wrong_type`` for any other shape.
+    """
+    if isinstance(options, str):
+        return options
+    if isinstance(options, list):
+        texts = [_scalar_text(o, f"{name}[{i}]") for i, o in enumerate(options)]
+        if all((m := _LABELLED.match(t)) and m.group(1) == _option_label(i) for i, t in enumerate(texts)):
+            return "\n".join(texts)
+        return "\n".join(f"{_option_label(i)}. {t}" for i, t in enumerate(texts))
+    if isinstance(options, dict):
+        if "text" in options and "label" in options:  # ARC
+            labels, texts = options["label"], options["text"]
+            if not isinstance(labels, list) or not isinstance(texts, list) or len(labels) != len(texts):
+                raise _Bad("wrong_type", f"{name}.label and {name}.text must be lists of the same length")
+            pairs = list(zip(labels, texts))
+        else:
+            pairs = list(options.items())
+        return "\n".join(f"{_scalar_text(label, f'{name} label')}. {_scalar_text(text, f'{name}[{label!r}]')}"
+                         for label, text in pairs)
+    raise _Bad("wrong_type", f"{name} must be a list, an object or text, got {_type_name(options)}")
 
 
 _PARSERS = {
