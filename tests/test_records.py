@@ -223,7 +223,7 @@ def test_context_named_as_the_prompt_field_is_not_repeated():
 
 
 @pytest.mark.parametrize(("extra", "detail"), [
-    ({"context": {"title": ["T"], "sentences": [["s"]]}}, "context must be text or a list of texts"),
+    ({"context": {"title": ["T"], "text": ["s"]}}, "context must be text or a list of texts"),
     ({"passage": ["ok", None]}, "passage[1] must be text"),
     ({"options": 4}, "options must be a list, an object or text, got int"),
     ({"choices": {"text": ["a", "b"], "label": ["A"]}}, "choices.label and choices.text"),
@@ -507,3 +507,11 @@ def test_bad_list_parameters_stop_naming_the_parameter(value):
         FieldConfig.from_params({"id_fields": value})
     with pytest.raises(ParameterError, match=r"sampling\.prompt_fields"):
         FieldConfig.from_params({"prompt_fields": []})
+
+
+def test_hotpotqa_titled_paragraphs_become_the_passage():
+    pairs = [["Paris", ["Paris is the capital.", " It is in France."]], ["Rome", ["Rome is old."]]]
+    hf = {"title": ["Paris", "Rome"], "sentences": [["Paris is the capital.", " It is in France."], ["Rome is old."]]}
+    for context in (pairs, hf):
+        rec = normalise({"question": "Which is older?", "answer": "Rome", "context": context}, CFG)
+        assert rec.prompt == "Paris\nParis is the capital. It is in France.\n\nRome\nRome is old.\n\nWhich is older?"

@@ -730,16 +730,28 @@ def _scalar_text(value: Any, where: str) -> str:
 
 
 def _passage_text(passage: Any, name: str) -> str:
-    """A passage as text: a string, or a list of strings joined with a blank line.
+    """A passage as text: a string, or a list of strings joined with a blank line. HotpotQA's
+    titled paragraphs (``[[title, [sentence, ...]], ...]``, or Hugging Face's ``{"title": [...],
+    "sentences": [[...], ...]}``) become ``title`` then its sentences, one paragraph each.
 
     Raises:
-        _Bad: ``wrong_type`` for anything else (an object, a list of non-texts).
+        _Bad: ``wrong_type`` for anything else (another object, a list of non-texts).
     """
+    if isinstance(passage, dict) and isinstance(passage.get("title"), list) \
+            and isinstance(passage.get("sentences"), list) and len(passage["title"]) == len(passage["sentences"]):
+        passage = [[t, s] for t, s in zip(passage["title"], passage["sentences"], strict=True)]
     if isinstance(passage, list):
-        return "\n\n".join(_scalar_text(p, f"{name}[{i}]") for i, p in enumerate(passage))
+        return "\n\n".join(_paragraph(p, f"{name}[{i}]") for i, p in enumerate(passage))
     if isinstance(passage, dict):
         raise _Bad("wrong_type", f"{name} must be text or a list of texts, got an object")
     return _scalar_text(passage, name)
+
+
+def _paragraph(item: Any, where: str) -> str:
+    """One paragraph of a passage: a text, or a ``[title, [sentence, ...]]`` pair."""
+    if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], list):
+        return item[0] + "\n" + "".join(_scalar_text(t, f"{where}[1]") for t in item[1])
+    return _scalar_text(item, where)
 
 
 #: An option that already starts with its label: ``A)21`` (AQuA), ``(B) ...``, ``C. ...``, ``D: ...``.

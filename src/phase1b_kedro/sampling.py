@@ -62,7 +62,17 @@ from phase1b_kedro.categories import (
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.params import ParameterError, choice
-from phase1b_kedro.records import CATEGORIES, FORMATS, FieldConfig, Normalised, Rejection, normalise, source_id
+from phase1b_kedro.records import (
+    CATEGORIES,
+    FORMATS,
+    FieldConfig,
+    Normalised,
+    NumberLiteralNeeded,
+    Rejection,
+    normalise,
+    normalise_line,
+    source_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +220,10 @@ class Scanner:
             obj = parse_line(raw, is_last)
             if isinstance(obj, Rejection):
                 return obj
-            return normalise(obj, self.cfg, self.forced_format, with_meta)
+            try:
+                return normalise(obj, self.cfg, self.forced_format, with_meta)
+            except NumberLiteralNeeded:  # a number in a text field: read again, keeping its literal
+                return normalise_line(raw, self.cfg, self.forced_format, with_meta)
         except Exception as exc:  # a shape no parser foresaw: this line only
             return Rejection("unexpected_error", f"{type(exc).__name__}: {exc}")
 

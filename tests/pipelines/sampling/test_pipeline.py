@@ -314,3 +314,12 @@ def test_a_last_line_cut_inside_a_utf8_character_is_a_truncated_last_line(sampli
     data = jsonl({"prompt": "a", "response": "b"}) + '{"prompt": "caf\u00e9'.encode()[:-1]
     rejected = scan_input(data, sampling_params).rejected
     assert [(r["line"], r["reason"]) for r in rejected] == [(2, "truncated_last_line")]
+
+
+def test_numbers_in_text_fields_keep_their_literal_through_the_stage(sampling_params):
+    data = (b'{"prompt": "What is 2**100?", "answer": 1267650600228229401496703205376}\n'
+            b'{"prompt": "Write 1e5 in full", "answer": 1e5}\n'
+            b'{"question": "Price?", "answer": 1.50}\n')
+    out = run_pipeline(data, {**sampling_params, "num_samples": 3, "min_per_category": 0})
+    assert sorted(r["reference"] for r in out["test_dataset"]) == ["1.50", "1267650600228229401496703205376", "1e5"]
+    assert out["test_dataset_stats"]["accepted"] == 3
