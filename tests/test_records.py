@@ -515,3 +515,9 @@ def test_hotpotqa_titled_paragraphs_become_the_passage():
     for context in (pairs, hf):
         rec = normalise({"question": "Which is older?", "answer": "Rome", "context": context}, CFG)
         assert rec.prompt == "Paris\nParis is the capital. It is in France.\n\nRome\nRome is old.\n\nWhich is older?"
+
+
+def test_a_source_or_category_that_is_not_text_falls_to_the_next_field():
+    rec = normalise({"prompt": "p", "response": "r", "source": 2023, "dataset": "gsm8k",
+                     "category": ["math"], "task_type": "arithmetic"}, CFG)
+    assert (rec.source, rec.source_category) == ("gsm8k", "arithmetic")

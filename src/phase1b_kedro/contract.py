@@ -42,7 +42,7 @@ class TestRecord(TypedDict):
     messages: list[Message]  # the conversation up to, not including, the reference answer
     prompt: str  # the last user turn (display, embedding)
     reference: str
-    source: str | None  # the dataset it came from, where the record names one
+    source: str  # the dataset the record names (``source_fields``), else its input format
     meta: dict[str, Any]  # format, line, category_method, tests, acceptable answers, ...
 
 

@@ -244,8 +244,8 @@ def normalise(obj: Any, cfg: FieldConfig, forced_format: str = "auto", with_meta
     if not from_source:
         rec_id = "h-" + key
 
-    source = _first_present(obj, cfg.source_fields)
-    cat = _first_present(obj, cfg.category_fields)
+    source = _first_text(obj, cfg.source_fields)
+    cat = _first_text(obj, cfg.category_fields)
     # Positional (the field order of Normalised): it runs for every input line.
     return Normalised(rec_id, from_source, messages, prompt, reference, fmt,
                       source.strip() or None if isinstance(source, str) else None,
@@ -355,6 +355,16 @@ class _Bad(Exception):
 def _blank(text: str) -> bool:
     """``not text.strip()`` without copying the text."""
     return not text or text.isspace()
+
+
+def _first_text(obj: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    """The first of ``names`` whose value is a non-blank string (a number or a list there is
+    not a name: the next field is tried)."""
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, str) and value and not value.isspace():
+            return value
+    return None
 
 
 def _first_present(obj: Mapping[str, Any], names: Sequence[str]) -> Any:
