@@ -2,22 +2,25 @@
 
 The input is streamed, never held whole in memory: it is cut into byte ranges at line
 starts, and worker processes (``scan_workers``) read their range in blocks. Each line is
-parsed and normalised once into a compact index row (line number, byte offset, id, content
-hash, format, source, category field); the text the category inference reads (the start of
+parsed and normalised once into a compact index row (line number, byte offset, content
+hash, id hash, format, source, category field); the text the category inference reads (the start of
 the system turn and prompt) of records without a usable category field is spilled to a
 temporary file, with a bounded, deterministic subset of the labelled records kept for
 training. A second pass over the spill applies the file's own classifier and the rules
 (:mod:`phase1b_kedro.categories`), and the categories are resolved. Only the sampled lines
-are read again (by offset) and turned into full records.
+are read again (by offset) and turned into full records, plus the lines of the duplicates
+(their previews and the ids the rejections name).
 
 Time: the per-record loops run with the cyclic garbage collector paused (they allocate
 millions of short-lived acyclic objects); while the workers scan, this process hashes the
 input and imports scikit-learn; while they classify the records of sources with labelled
 records, it cross-validates the classifier.
 
-Memory: about 40 bytes per record for the index (plus the ids a file brings), whatever the
-size of the records; the workers hand their columns back through files, merged into arrays
-allocated once; the spilled text lives on disk.
+Memory: about 45 bytes per record for the index, whatever the size of the records or of
+their ids (ids are held as 64-bit hashes); the workers hand their columns back through
+files, merged into arrays allocated once; whole-index array operations run in chunks of
+``_CHUNK`` records; the spilled text lives on disk. A stopped run (Ctrl-C, SIGTERM) kills
+its workers and removes its spill (:func:`_map`, :func:`_terminated`).
 """
 
 from __future__ import annotations
