@@ -315,3 +315,12 @@ def test_raw_input_through_compression_is_refused_naming_the_setting(tmp_path):
     path.write_bytes(gzip.compress(b'{"prompt": "a", "response": "b"}\n'))
     with pytest.raises(DatasetError, match=r"compression='gzip'.*decompress it once"):
         RawJSONLinesDataset(str(path), fs_args={"open_args_load": {"compression": "gzip"}}).load()
+
+
+def test_raw_input_with_cr_only_line_ends_is_named_with_the_fix(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\r{"prompt": "c", "response": "d"}\r')
+    with pytest.raises(DatasetError, match="CR only"):
+        RawJSONLinesDataset(str(path)).load()
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\r\n{"prompt": "c", "response": "d"}\r\n')  # CRLF is fine
+    assert RawJSONLinesDataset(str(path)).load().size == path.stat().st_size

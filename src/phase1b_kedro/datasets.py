@@ -272,8 +272,11 @@ class RawJSONLinesDataset(_RawInputDataset[RawInput]):
                                "by offset); decompress it once (e.g. `gunzip -k`) and point filepath at the result")
         raw = RawInput(path, self._protocol, self._fs.size(path), storage_options=self._storage_options)
         with raw.open() as fh:
-            head = fh.read(8)
+            head = fh.read(1 << 20)
             _check_encoding(head, where)
+            if b"\r" in head and b"\n" not in head and len(head.split(b"\r")) > 2:
+                raise DatasetError(f"{where} ends its lines with CR only (classic Mac OS), not LF: convert it once "
+                                   "(`tr '\\r' '\\n' < FILE > FILE.jsonl`) and point raw_prompts.filepath at the result")
             if head.strip():
                 return raw
             while block := fh.read(1 << 20):
