@@ -761,8 +761,8 @@ def display_id(rec_id: str, key: int) -> str:
     return rec_id or f"h-{int(key):016x}"
 
 
-def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
-                params: Mapping[str, Any]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str, Any],
+                consume: bool = False) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
     The first occurrence is kept. A later record with the same content is rejected as
@@ -775,6 +775,8 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
         index: The record index (see :func:`scan_input`), in input order.
         raw: The input the index was built from.
         params: The ``sampling`` parameter group (to read lines back).
+        consume: The caller gives ``index`` up: its columns are moved into the result one at a
+            time (``index`` is left without columns), so that the index is never held twice.
 
     Returns:
         The de-duplicated index and the rejections (with line numbers and the kept id).
@@ -785,10 +787,14 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
     dup_key = keys.duplicated(keep="first").to_numpy()
     # Masks and row numbers, not copies of the index.
     candidates = np.flatnonzero(~dup_key)
-    by_hash = pd.Series(hashes[candidates])
-    reused = by_hash.duplicated(keep="first").to_numpy()
-    # The first record of each reused hash (a few rows, not one per record).
-    firsts = candidates[~reused & by_hash.isin(by_hash[reused]).to_numpy()]
+    if own[candidates].any():
+        by_hash = pd.Series(hashes[candidates])
+        reused = by_hash.duplicated(keep="first").to_numpy()
+        # The first record of each reused hash (a few rows, not one per record).
+        firsts = candidates[~reused & by_hash.isin(by_hash[reused]).to_numpy()]
+        del by_hash
+    else:  # content-hash ids only: their hashes are the keys, unique once duplicates are out
+        reused, firsts = np.zeros(len(candidates), dtype=bool), candidates[:0]
     first_of_hash = dict(zip(hashes[firsts].tolist(), firsts.tolist(), strict=True))
     # The kept record of each duplicated content (a few rows, not millions).
     kept = np.flatnonzero(~dup_key & keys.isin(keys[dup_key]).to_numpy())
@@ -820,7 +826,14 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes,
                              "raw_preview": _preview(read_lines(raw, [int(index['offset'].iat[r])])[0])})
     rejected.sort(key=lambda r: r["line"])
     keep = ~(dup_key | dup_id)
-    return (index if keep.all() else index.loc[keep].reset_index(drop=True)), rejected
+    if keep.all():
+        return index, rejected
+    if not consume:
+        return index.loc[keep].reset_index(drop=True), rejected
+    kept = {}
+    for name in list(index.columns):
+        kept[name] = index.pop(name).array[keep]  # one column at a time: freed as it goes
+    return pd.DataFrame(kept, copy=False), rejected
 
 
 def _read_ids(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any],

@@ -323,3 +323,14 @@ def test_numbers_in_text_fields_keep_their_literal_through_the_stage(sampling_pa
     out = run_pipeline(data, {**sampling_params, "num_samples": 3, "min_per_category": 0})
     assert sorted(r["reference"] for r in out["test_dataset"]) == ["1.50", "1267650600228229401496703205376", "1e5"]
     assert out["test_dataset_stats"]["accepted"] == 3
+
+
+def test_deduplicating_in_place_gives_the_same_index(sampling_params):
+    data = jsonl({"id": "a", "prompt": "P1", "response": "R1"}, {"id": "b", "prompt": "P1", "response": "R1"},
+                 {"prompt": "P2", "response": "R2"}, {"prompt": "P3", "response": "R3"}, {"prompt": "P2", "response": "R2"})
+    params = {**sampling_params, "scan_workers": 1}
+    copied, rejected = deduplicate(scan_input(data, params).index, data, params)
+    index = scan_input(data, params).index
+    moved, rejected_moved = deduplicate(index, data, params, consume=True)
+    assert moved.equals(copied) and rejected_moved == rejected and list(moved.dtypes) == list(copied.dtypes)
+    assert moved["line"].tolist() == [1, 3, 4] and index.columns.empty

@@ -13,17 +13,23 @@ from phase1b_kedro.records import CATEGORIES
 from phase1b_kedro.sampling import SamplingSettings, build_records, deduplicate, scan_input, stratified_sample
 
 
-def index_records(raw_prompts: RawInput | bytes, params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict], dict]:
-    """Parse, normalise and categorise every input line into a compact index.
+def index_records(raw_prompts: RawInput | bytes,
+                  params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict], list[dict], dict]:
+    """Parse, normalise and categorise every input line into a compact index, without duplicates.
+
+    Exact duplicates (same conversation and reference) and reused ids are dropped here, the
+    first occurrence kept, while this node owns the index: it is filtered column by column, so
+    that a large file's index is never held twice.
 
     Args:
         raw_prompts: The raw JSONL input (a handle streamed in byte ranges, or bytes).
         params: The ``sampling`` parameter group (checked before any line is read).
 
     Returns:
-        The index of usable records (one row each, input order), the quarantined lines
-        (line number, reason, preview) and the scan's counts, with how categories were
-        decided and each method's estimated accuracy.
+        The index of usable, unique records (one row each, input order); the quarantined lines
+        (line number, reason, preview); one rejection per dropped duplicate; and the scan's
+        counts, with the formats of all usable records, how categories were decided and each
+        method's estimated accuracy.
 
     Raises:
         NoRecordsError: When no line is usable (the message names the likely cause).
@@ -35,25 +41,10 @@ def index_records(raw_prompts: RawInput | bytes, params: dict[str, Any]) -> tupl
         "input_sha256": scan.input_sha256,
         "input_bytes": scan.input_bytes,
         "categories": scan.categories,
-        # Counted here so that the index is not needed after de-duplication (its memory is freed).
         "formats": _counts(scan.index["format"]),
     }
-    return scan.index, scan.rejected, info
-
-
-def deduplicate_records(record_index: pd.DataFrame, raw_prompts: RawInput | bytes,
-                        params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict]]:
-    """Remove exact duplicates and reused ids; the first occurrence stays.
-
-    Args:
-        record_index: The index from :func:`index_records`.
-        raw_prompts: The raw input (the ids that rejections name are read back from it).
-        params: The ``sampling`` parameter group.
-
-    Returns:
-        The de-duplicated index and one rejection per dropped record.
-    """
-    return deduplicate(record_index, raw_prompts, params)
+    unique, duplicates = deduplicate(scan.index, raw_prompts, params, consume=True)
+    return unique, scan.rejected, duplicates, info
 
 
 def sample_records(unique_index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:

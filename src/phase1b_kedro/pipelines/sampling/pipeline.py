@@ -1,8 +1,8 @@
-"""Sampling pipeline: raw JSONL → normalised, de-duplicated, stratified test set."""
+"""Sampling pipeline: raw JSONL → normalised, de-duplicated index → stratified test set."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import build_test_dataset, deduplicate_records, index_records, sample_records, summarise_sampling
+from .nodes import build_test_dataset, index_records, sample_records, summarise_sampling
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -12,14 +12,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=index_records,
                 inputs=["raw_prompts", "params:sampling"],
-                outputs=["record_index", "quarantined_records", "scan_info"],
+                outputs=["unique_record_index", "quarantined_records", "duplicate_records", "scan_info"],
                 name="index_records_node",
-            ),
-            Node(
-                func=deduplicate_records,
-                inputs=["record_index", "raw_prompts", "params:sampling"],
-                outputs=["unique_record_index", "duplicate_records"],
-                name="deduplicate_records_node",
             ),
             Node(
                 func=sample_records,
