@@ -786,15 +786,15 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str,
     hashes = index["id_hash"].to_numpy()
     dup_key = keys.duplicated(keep="first").to_numpy()
     # Masks and row numbers, not copies of the index.
-    candidates = np.flatnonzero(~dup_key)
-    if own[candidates].any():
+    if own.any():
+        candidates = np.flatnonzero(~dup_key)
         by_hash = pd.Series(hashes[candidates])
         reused = by_hash.duplicated(keep="first").to_numpy()
         # The first record of each reused hash (a few rows, not one per record).
         firsts = candidates[~reused & by_hash.isin(by_hash[reused]).to_numpy()]
         del by_hash
     else:  # content-hash ids only: their hashes are the keys, unique once duplicates are out
-        reused, firsts = np.zeros(len(candidates), dtype=bool), candidates[:0]
+        candidates = reused = firsts = np.zeros(0, dtype=np.int64)
     first_of_hash = dict(zip(hashes[firsts].tolist(), firsts.tolist(), strict=True))
     # The kept record of each duplicated content (a few rows, not millions).
     kept = np.flatnonzero(~dup_key & keys.isin(keys[dup_key]).to_numpy())
