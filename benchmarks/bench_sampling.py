@@ -19,8 +19,11 @@ process, so it overstates). Target (issue 13): ours <= 12 s on 2 cores, peak <= 
 real files do; ``random`` gives it a random one (no source then has a clear category: the
 worst case for the inference, every unlabelled record goes through the rules).
 
-Usage: python benchmarks/bench_sampling.py [--records 500000] [--labels real|random]
-           [--input FILE (use an existing file)] [--keep FILE]
+``--ids`` gives every generated record an id of its own (most real datasets carry one).
+The run's node timings are printed too (where the wall time went).
+
+Usage: python benchmarks/bench_sampling.py [--records 500000] [--labels real|random] [--ids]
+           [--input FILE (use an existing file)] [--keep FILE] [--skip-naive]
 """
 
 from __future__ import annotations
