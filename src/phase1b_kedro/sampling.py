@@ -808,32 +808,34 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str,
     def shown(row: int) -> str:
         return display_id(ids.get(row, ""), key_col[row])
 
-    previews = dict(zip(dup_rows.tolist(), (_preview(line) for line in iter_lines(
-        raw, index["offset"].to_numpy()[dup_rows].tolist())), strict=True)) if len(dup_rows) else {}
+    # The same id, not a hash collision.
+    same_id = np.array([shown(r) == shown(first_of_hash[int(hashes[r])]) for r in reused_rows.tolist()], dtype=bool)
+    id_rows = reused_rows[same_id] if len(reused_rows) else reused_rows
+    dropped = np.sort(np.concatenate([dup_rows, id_rows]))
+    previews = dict(zip(dropped.tolist(), map(_preview, iter_lines(raw, index["offset"].to_numpy()[dropped].tolist())),
+                        strict=True))  # one pass, in file order
     rejected = [
         {"line": int(lines[r]), "reason": "duplicate", "id": shown(r),
          "detail": f"same prompt and reference as id {shown(first_by_key[int(key_col[r])])}",
          "raw_preview": previews[r]}
         for r in dup_rows.tolist()
+    ] + [
+        {"line": int(lines[r]), "reason": "duplicate_id", "id": shown(r),
+         "detail": f"id already used by the record on line {int(lines[first_of_hash[int(hashes[r])]])} (different content)",
+         "raw_preview": previews[r]}
+        for r in id_rows.tolist()
     ]
-    dup_id = np.zeros(len(index), dtype=bool)
-    for r in reused_rows.tolist():
-        if shown(r) == shown(first_of_hash[int(hashes[r])]):  # the same id, not a hash collision
-            dup_id[r] = True
-            rejected.append({"line": int(lines[r]), "reason": "duplicate_id", "id": shown(r),
-                             "detail": f"id already used by the record on line {int(lines[first_of_hash[int(hashes[r])]])}"
-                                       " (different content)",
-                             "raw_preview": _preview(read_lines(raw, [int(index['offset'].iat[r])])[0])})
     rejected.sort(key=lambda r: r["line"])
-    keep = ~(dup_key | dup_id)
+    keep = np.ones(len(index), dtype=bool)
+    keep[dropped] = False
     if keep.all():
         return index, rejected
     if not consume:
         return index.loc[keep].reset_index(drop=True), rejected
-    kept = {}
+    columns = {}
     for name in list(index.columns):
-        kept[name] = index.pop(name).array[keep]  # one column at a time: freed as it goes
-    return pd.DataFrame(kept, copy=False), rejected
+        columns[name] = index.pop(name).array[keep]  # one column at a time: freed as it goes
+    return pd.DataFrame(columns, copy=False), rejected
 
 
 def _read_ids(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any],
