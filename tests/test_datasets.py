@@ -302,6 +302,7 @@ def test_kedro_run_with_a_file_url_input_and_memory_outputs(tmp_path):
     (gzip.compress(b'{"prompt": "a", "response": "b"}\n'), "gzip-compressed"),
     ('{"prompt": "a", "response": "b"}\n'.encode("utf-16"), "UTF-16"),
     (b"PK\x03\x04rest", "a zip archive"),
+    ('{"prompt": "a", "response": "b"}\n'.encode("utf-16-le"), "UTF-16 text \\(no byte-order mark\\)"),
 ])
 def test_raw_input_that_is_compressed_or_not_utf8_is_named_with_the_fix(tmp_path, content, what):
     path = tmp_path / "prompts.jsonl"

@@ -304,10 +304,16 @@ def _check_encoding(head: bytes, where: str) -> None:
     Raises:
         DatasetError: Naming what the file is and how to convert it.
     """
-    for magic, what, fix in _NOT_JSONL:
-        if head.startswith(magic):
-            raise DatasetError(f"{where} is {what}, not UTF-8 JSON Lines: sampling reads the file in byte ranges "
-                               f"and by offset; convert it once (`{fix}`) and point raw_prompts.filepath at the result")
+    found = next(((what, fix) for magic, what, fix in _NOT_JSONL if head.startswith(magic)), None)
+    sample = head[:4096]
+    if found is None and len(sample) >= 4 and sample.count(0) * 3 > len(sample):
+        # No BOM, but a NUL in every other byte: UTF-16 (JSON text in UTF-8 holds no NUL).
+        found = ("UTF-16 text (no byte-order mark)", "iconv -f UTF-16LE -t UTF-8 FILE > FILE.utf8"
+                 if sample[1::2].count(0) > sample[::2].count(0) else "iconv -f UTF-16BE -t UTF-8 FILE > FILE.utf8")
+    if found is not None:
+        what, fix = found
+        raise DatasetError(f"{where} is {what}, not UTF-8 JSON Lines: sampling reads the file in byte ranges "
+                           f"and by offset; convert it once (`{fix}`) and point raw_prompts.filepath at the result")
 
 
 class RawBytesDataset(_RawInputDataset[bytes]):

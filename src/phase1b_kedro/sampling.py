@@ -125,9 +125,11 @@ def parse_line(raw: bytes, is_last: bool) -> Any | Rejection:
             if is_last and uexc.reason == "unexpected end of data":  # cut inside a character
                 return Rejection("truncated_last_line", f"last line ends inside a UTF-8 character ({exc})")
             return Rejection("invalid_utf8", f"byte 0x{raw[uexc.start]:02x} at column {uexc.start + 1}")
+        # orjson counts the line's own newline as a second line: give the place in the line.
+        where = f"{exc.msg} at character {exc.pos + 1} of the line" if hasattr(exc, "pos") else str(exc)
         if is_last:
-            return Rejection("truncated_last_line", f"last line is not complete JSON ({exc})")
-        return Rejection("malformed_json", str(exc))
+            return Rejection("truncated_last_line", f"last line is not complete JSON ({where})")
+        return Rejection("malformed_json", where)
 
 
 def rejection_record(lineno: int, rej: Rejection, raw: bytes) -> dict[str, Any]:
@@ -717,6 +719,9 @@ def _no_records_message(rejected: list[dict], lines: int, params: Mapping[str, A
     reason = top[0][0]
     lines_txt = "; ".join(f"{r}: {len(v)} (e.g. line {v[0]['line']}: {v[0]['detail']})" for r, v in top[:3])
     hint = _HINTS.get(reason, "see the rejections listed next")
+    if top[0][1][0].get("raw_preview", "").lstrip().startswith("["):
+        hint += ("; the file looks like one JSON array (or pretty-printed JSON): convert it to one object per "
+                 "line, e.g. `jq -c '.[]' FILE > FILE.jsonl`")
     fields = {k: params.get(k) for k in ("input_format", "prompt_fields", "response_fields") if k in params}
     return (f"sampling accepted 0 of {lines} records. Likely cause: {hint}. Rejections: {lines_txt}. "
             f"Settings: {fields}")

@@ -334,3 +334,14 @@ def test_deduplicating_in_place_gives_the_same_index(sampling_params):
     moved, rejected_moved = deduplicate(index, data, params, consume=True)
     assert moved.equals(copied) and rejected_moved == rejected and list(moved.dtypes) == list(copied.dtypes)
     assert moved["line"].tolist() == [1, 3, 4] and index.columns.empty
+
+
+def test_a_json_array_file_gets_the_conversion_hint_and_a_column_not_a_line(sampling_params):
+    from phase1b_kedro.sampling import NoRecordsError
+
+    data = b'[{"prompt": "a", "response": "b"}, {"prompt": "c", "response": "d"}]\n'
+    with pytest.raises(NoRecordsError, match=r"jq -c '\.\[\]' FILE > FILE\.jsonl"):
+        scan_input(data, sampling_params)
+    rejected = scan_input(jsonl({"prompt": "a", "response": "b"}) + b'{"prompt": "x",}\n' + jsonl(
+        {"prompt": "c", "response": "d"}), sampling_params).rejected
+    assert rejected[0]["detail"] == "trailing comma is not allowed at character 15 of the line"
