@@ -41,6 +41,7 @@ import tempfile
 import threading
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -457,25 +458,28 @@ def _workers(settings: SamplingSettings, size: int) -> int:
 def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[list, Any]:
     """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work.
 
-    If anything interrupts this process (an error, Ctrl-C, SIGTERM: see :func:`_terminated`),
-    the workers are killed before the exception goes on; a worker also dies with this process
-    if it is killed outright (Linux ``PR_SET_PDEATHSIG``), so none is ever left behind.
+    A worker that dies (killed, out of memory) fails the run (``BrokenProcessPool``) instead
+    of leaving it waiting. If anything interrupts this process (an error, Ctrl-C, SIGTERM: see
+    :func:`_terminated`), the workers are killed before the exception goes on; a worker also
+    dies with this process if it is killed outright (Linux ``PR_SET_PDEATHSIG``), so none is
+    ever left behind.
     """
     if workers == 1 or len(jobs) <= 1:
         results = [func(job) for job in jobs]
         return results, meanwhile() if meanwhile else None
-    pool = mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_init)
+    before = set(mp.active_children())
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("fork"), initializer=_worker_init)
     try:
-        pending = [pool.apply_async(func, (job,)) for job in jobs]
+        futures = [pool.submit(func, job) for job in jobs]
         extra = meanwhile() if meanwhile else None
-        results = [p.get() for p in pending]
-        pool.close()
-        pool.join()
-        return results, extra
+        results = [f.result() for f in futures]
     except BaseException:
-        pool.terminate()
-        pool.join()
+        for child in set(mp.active_children()) - before:  # this pool's workers
+            child.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
+    pool.shutdown()
+    return results, extra
 
 
 def _worker_init() -> None:

@@ -51,3 +51,24 @@ def test_sigterm_stops_the_scan_and_cleans_up(tmp_path):
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
     assert list(spills.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
+def test_a_worker_killed_mid_scan_fails_the_run_instead_of_hanging(tmp_path):
+    data = _big_file(tmp_path / "big.jsonl")
+    spills = tmp_path / "tmp"
+    spills.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(spills)}
+    proc = subprocess.Popen([sys.executable, "-c", SCAN, str(data)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = psutil.Process(proc.pid).children()
+        time.sleep(0.05)
+    assert len(workers) == 2, "the scan did not start its workers"
+    workers[0].kill()  # as the kernel's OOM killer would
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "BrokenProcessPool" in stderr
+    psutil.wait_procs(workers, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
+    assert list(spills.iterdir()) == []
