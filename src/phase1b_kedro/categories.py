@@ -36,7 +36,6 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from phase1b_kedro.params import ParameterError
 from phase1b_kedro.records import CATEGORIES
@@ -283,11 +282,6 @@ class Documents:
 
     def __len__(self) -> int:
         return len(self.prompts)
-
-    def take(self, rows: Sequence[int] | np.ndarray) -> Documents:
-        """The documents at ``rows``."""
-        return Documents([self.systems[i] for i in rows], [self.prompts[i] for i in rows],
-                         [self.sources[i] for i in rows])
 
     def presence(self, lookup: Mapping[bytes, int], width: int) -> Any:
         """Which tokens each document holds: CSR ``(len(self), width)``, float32, ones.

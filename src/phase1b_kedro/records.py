@@ -76,8 +76,8 @@ from typing import Any, Self
 
 import orjson
 
-from phase1b_kedro.contract import CATEGORIES as _CATEGORIES
 from phase1b_kedro.code_tests import extract_tests
+from phase1b_kedro.contract import CATEGORIES as _CATEGORIES
 from phase1b_kedro.params import string_list
 
 CATEGORIES: tuple[str, ...] = _CATEGORIES  # the contract's (phase1b_kedro.contract.Category)

@@ -39,9 +39,10 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from phase1b_kedro.allocation import allocate  # noqa: F401  (re-exported: the sampling stage's allocator)
+from phase1b_kedro.allocation import allocate
 from phase1b_kedro.categories import (
     METHODS,
     CategoryClassifier,
@@ -90,6 +91,8 @@ _FMT_CODE = {f: i for i, f in enumerate(FORMATS)}
 _BLOCK = 4 << 20
 #: Rows per classifier/rules batch in the second pass.
 _BATCH = 50_000
+#: Seconds between two progress lines while a large input is indexed.
+PROGRESS_EVERY = 10.0
 #: Records per chunk of whole-index array operations (bounds their temporaries).
 _CHUNK = 1 << 20
 
@@ -330,8 +333,10 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_dir: str, train_cap: int) -> _Part:
-    """Index the lines starting in ``[start, stop)``."""
+def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_dir: str, train_cap: int,
+                progress: Any = None, slot: int = 0) -> _Part:
+    """Index the lines starting in ``[start, stop)``; every 4,096 lines, write the bytes done
+    into ``progress[slot]`` (shared memory the parent reads, see :func:`_progress_reporter`)."""
     part = _Part()
     fd, part.spill = tempfile.mkstemp(dir=spill_dir, suffix=".spill")
     cfg_field, record, size = scanner.classifier.field_category, scanner.record, raw.size
@@ -344,6 +349,8 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
         write = spill.write
         for offset, line in _lines(raw, start, stop):
             lines += 1
+            if progress is not None and not lines & 4095:
+                progress[slot] = offset - start
             is_last = offset + len(line) == size and not line.endswith(b"\n")
             if offset == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]
@@ -395,8 +402,10 @@ def _count_lines(raw: RawInput, stop: int) -> int:
 _WORK: dict[str, Any] = {}
 
 
-def _scan_worker(bounds: tuple[int, int]) -> _Part:
-    return _scan_range(_WORK["raw"], *bounds, _WORK["scanner"], _WORK["spill_dir"], _WORK["train_cap"])
+def _scan_worker(job: tuple[int, int, int]) -> _Part:
+    slot, start, stop = job
+    return _scan_range(_WORK["raw"], start, stop, _WORK["scanner"], _WORK["spill_dir"], _WORK["train_cap"],
+                       _WORK.get("progress"), slot)
 
 
 def _classify_worker(job: tuple) -> tuple[np.ndarray, ...]:
@@ -455,8 +464,9 @@ def _workers(settings: SamplingSettings, size: int) -> int:
     return workers if "fork" in mp.get_all_start_methods() else 1
 
 
-def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[list, Any]:
-    """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work.
+def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None, report: Any = None) -> tuple[list, Any]:
+    """``[func(job) ...]`` in forked workers; ``meanwhile()`` runs in this process as they work,
+    then ``report()`` every ``PROGRESS_EVERY`` seconds until they are done.
 
     A worker that dies (killed, out of memory) fails the run (``BrokenProcessPool``) instead
     of leaving it waiting. If anything interrupts this process (an error, Ctrl-C, SIGTERM: see
@@ -472,6 +482,8 @@ def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[li
     try:
         futures = [pool.submit(func, job) for job in jobs]
         extra = meanwhile() if meanwhile else None
+        while report is not None and wait(futures, timeout=PROGRESS_EVERY).not_done:
+            report()
         results = [f.result() for f in futures]
     except BaseException:
         for child in set(mp.active_children()) - before:  # this pool's workers
@@ -480,6 +492,20 @@ def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None) -> tuple[li
         raise
     pool.shutdown()
     return results, extra
+
+
+def _progress_reporter(raw: RawInput, progress: Any) -> Any:
+    """A function that logs how far the scan workers are (bytes read of the input, elapsed
+    time and, from the rate so far, the time left)."""
+    started = time.monotonic()
+
+    def report() -> None:
+        done, elapsed = sum(progress), time.monotonic() - started
+        left = elapsed * (raw.size - done) / done if done else float("nan")
+        logger.info("indexing %s: %.2f of %.2f GB read (%.0f%%) in %.0f s, about %.0f s left",
+                    raw.path or "the input", done / 1e9, raw.size / 1e9, 100 * done / raw.size, elapsed, left)
+
+    return report
 
 
 def _worker_init() -> None:
@@ -556,10 +582,13 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     train_cap = max(1, scanner.inference.classifier_max_train)
     _remove_stale_spills()
     with _terminated(), tempfile.TemporaryDirectory(prefix=f"{_SPILL_PREFIX}{os.getpid()}-") as spill_dir:
-        _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap)
+        # Bytes done per range, in memory the forked workers share (no lock: one writer each).
+        progress = mp.get_context("fork").Array("q", len(cuts) - 1, lock=False) if workers > 1 else None
+        _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap, progress=progress)
         try:
-            parts, sha256 = _map(_scan_worker, list(zip(cuts[:-1], cuts[1:], strict=True)), workers,
-                                 meanwhile=lambda: _meanwhile(raw, scanner, workers))
+            jobs = [(slot, start, stop) for slot, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))]
+            parts, sha256 = _map(_scan_worker, jobs, workers, meanwhile=lambda: _meanwhile(raw, scanner, workers),
+                                 report=_progress_reporter(raw, progress) if progress is not None else None)
             index, rejected, blanks, lines, sources = _merge(parts)
             if index.empty:
                 raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))

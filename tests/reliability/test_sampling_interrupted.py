@@ -31,33 +31,12 @@ def _big_file(path: Path, n: int = 150_000) -> Path:
     return path
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="signals and PR_SET_PDEATHSIG as on Linux")
-def test_sigterm_stops_the_scan_and_cleans_up(tmp_path):
+def _scan_with_two_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[psutil.Process], Path]:
+    """A parallel scan of a generated file in a child process, once both its workers run;
+    its temporary directory is ``tmp_path/tmp`` (returned), its stderr piped."""
     data = _big_file(tmp_path / "big.jsonl")
     spills = tmp_path / "tmp"
-    spills.mkdir()
-    (spills / "phase1b-scan-999999999-stale").mkdir()  # left by a process that no longer exists
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(spills)}
-    proc = subprocess.Popen([sys.executable, "-c", SCAN, str(data)], env=env)
-    deadline = time.monotonic() + 60
-    workers: list[psutil.Process] = []
-    while time.monotonic() < deadline and len(workers) < 2:
-        workers = psutil.Process(proc.pid).children()
-        time.sleep(0.05)
-    assert len(workers) == 2, "the scan did not start its workers"
-    assert not (spills / "phase1b-scan-999999999-stale").exists()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    gone, alive = psutil.wait_procs(workers, timeout=10)
-    assert not alive
-    assert list(spills.iterdir()) == []
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
-def test_a_worker_killed_mid_scan_fails_the_run_instead_of_hanging(tmp_path):
-    data = _big_file(tmp_path / "big.jsonl")
-    spills = tmp_path / "tmp"
-    spills.mkdir()
+    spills.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(spills)}
     proc = subprocess.Popen([sys.executable, "-c", SCAN, str(data)], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -66,6 +45,26 @@ def test_a_worker_killed_mid_scan_fails_the_run_instead_of_hanging(tmp_path):
         workers = psutil.Process(proc.pid).children()
         time.sleep(0.05)
     assert len(workers) == 2, "the scan did not start its workers"
+    return proc, workers, spills
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and PR_SET_PDEATHSIG as on Linux")
+def test_sigterm_stops_the_scan_and_cleans_up(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "phase1b-scan-999999999-stale").mkdir()  # left by a process that no longer exists
+    proc, workers, spills = _scan_with_two_workers(tmp_path)
+    assert not (spills / "phase1b-scan-999999999-stale").exists()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    assert list(spills.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
+def test_a_worker_killed_mid_scan_fails_the_run_instead_of_hanging(tmp_path):
+    proc, workers, spills = _scan_with_two_workers(tmp_path)
     workers[0].kill()  # as the kernel's OOM killer would
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "BrokenProcessPool" in stderr

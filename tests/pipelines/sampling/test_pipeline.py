@@ -345,3 +345,14 @@ def test_a_json_array_file_gets_the_conversion_hint_and_a_column_not_a_line(samp
     rejected = scan_input(jsonl({"prompt": "a", "response": "b"}) + b'{"prompt": "x",}\n' + jsonl(
         {"prompt": "c", "response": "d"}), sampling_params).rejected
     assert rejected[0]["detail"] == "trailing comma is not allowed at character 15 of the line"
+
+
+def test_a_parallel_scan_reports_its_progress(sampling_params, monkeypatch, caplog):
+    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_BYTES", 1000)
+    monkeypatch.setattr(sampling_mod, "PROGRESS_EVERY", 0.01)
+    monkeypatch.setattr(sampling_mod, "_meanwhile", lambda raw, scanner, workers: "sha")  # report at once
+    data = jsonl(*({"prompt": f"What is {i} + {i}? " * 20, "response": str(2 * i)} for i in range(20_000)))
+    with caplog.at_level("INFO", logger="phase1b_kedro.sampling"):
+        scan_input(data, {**sampling_params, "scan_workers": 2})
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexing the input: ")]
+    assert lines and all(" GB read (" in line and "% of" not in line for line in lines)

@@ -10,7 +10,13 @@ import pandas as pd
 from phase1b_kedro.categories import METHODS
 from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.records import CATEGORIES
-from phase1b_kedro.sampling import SamplingSettings, build_records, deduplicate, scan_input, stratified_sample
+from phase1b_kedro.sampling import (
+    SamplingSettings,
+    build_records,
+    deduplicate,
+    scan_input,
+    stratified_sample,
+)
 
 
 def index_records(raw_prompts: RawInput | bytes,
