@@ -368,11 +368,8 @@ def _first_text(obj: Mapping[str, Any], names: Sequence[str]) -> str | None:
 
 
 def _first_present(obj: Mapping[str, Any], names: Sequence[str]) -> Any:
-    for name in names:
-        value = obj.get(name)
-        if value is not None and value != "":
-            return value
-    return None
+    """The value of the first of ``names`` present (not null, not ``""``); ``None`` if none."""
+    return _first_named(obj, names)[1]
 
 
 def _text(value: Any, what: str) -> str:

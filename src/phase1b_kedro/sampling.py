@@ -839,8 +839,11 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str,
     first_by_key = dict(zip(keys.to_numpy()[kept].tolist(), kept.tolist(), strict=True))
     dup_rows = np.flatnonzero(dup_key)
     reused_rows = candidates[reused]
-    ids = _read_ids(raw, index, params, np.concatenate([
-        dup_rows, kept, reused_rows, [first_of_hash[h] for h in hashes[reused_rows].tolist()]]).astype(np.int64))
+    # One pass over the lines involved, in file order: the ids they bring and the previews of
+    # the ones that may be dropped.
+    ids, previews = _read_back(raw, index, params, np.concatenate([
+        kept, [first_of_hash[h] for h in hashes[reused_rows].tolist()]]).astype(np.int64),
+        np.concatenate([dup_rows, reused_rows]).astype(np.int64))
     lines, key_col = index["line"].to_numpy(), keys.to_numpy()
 
     def shown(row: int) -> str:
@@ -849,9 +852,7 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str,
     # The same id, not a hash collision.
     same_id = np.array([shown(r) == shown(first_of_hash[int(hashes[r])]) for r in reused_rows.tolist()], dtype=bool)
     id_rows = reused_rows[same_id] if len(reused_rows) else reused_rows
-    dropped = np.sort(np.concatenate([dup_rows, id_rows]))
-    previews = dict(zip(dropped.tolist(), map(_preview, iter_lines(raw, index["offset"].to_numpy()[dropped].tolist())),
-                        strict=True))  # one pass, in file order
+    dropped = np.concatenate([dup_rows, id_rows])
     rejected = [
         {"line": int(lines[r]), "reason": "duplicate", "id": shown(r),
          "detail": f"same prompt and reference as id {shown(first_by_key[int(key_col[r])])}",
@@ -876,19 +877,29 @@ def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str,
     return pd.DataFrame(columns, copy=False), rejected
 
 
-def _read_ids(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any],
-              rows: np.ndarray) -> dict[int, str]:
-    """``{row: id}`` of the given index rows that bring their own id, read back from their
-    lines one at a time, in file order (only the id is decoded: these lines normalised once)."""
+def _read_back(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any], rows: np.ndarray,
+               preview_rows: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
+    """Read the lines of ``rows`` and ``preview_rows`` back once, in file order.
+
+    Returns:
+        ``{row: id}`` of every one that brings its own id (only the id is decoded: these lines
+        normalised once), and ``{row: raw_preview}`` of ``preview_rows``.
+    """
     own = index["id_from_source"].to_numpy()
-    rows = np.unique(rows[own[rows]]) if len(rows) else rows  # ascending rows: ascending offsets
-    if not len(rows):
-        return {}
+    wanted = np.unique(np.concatenate([rows[own[rows]], preview_rows]))  # ascending rows: ascending offsets
+    if not len(wanted):
+        return {}, {}
     cfg = FieldConfig.from_params(params)
-    offsets = index["offset"].to_numpy()[rows].tolist()
+    preview_set = set(preview_rows.tolist())
+    ids: dict[int, str] = {}
+    previews: dict[int, str] = {}
     with _gc_paused():
-        return {row: source_id(orjson.loads(line), cfg)
-                for row, line in zip(rows.tolist(), iter_lines(raw, offsets), strict=True)}
+        for row, line in zip(wanted.tolist(), iter_lines(raw, index["offset"].to_numpy()[wanted].tolist()), strict=True):
+            if own[row]:
+                ids[row] = source_id(orjson.loads(line), cfg)
+            if row in preview_set:
+                previews[row] = _preview(line)
+    return ids, previews
 
 
 def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: int,
