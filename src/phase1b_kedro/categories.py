@@ -428,19 +428,33 @@ def source_majorities(source: np.ndarray, category: np.ndarray, tiers: Sequence[
     Returns:
         ``{source code: category code}`` for sources with a clear majority.
     """
-    out: dict[int, int] = {}
     width = int(source.max(initial=-1)) + 1
-    settled = np.zeros(width, dtype=bool)
-    for mask in tiers:
-        counts = _counts_by_source(source, category, mask, width)
-        totals = counts.sum(axis=1)
+    return majorities(np.stack([_counts_by_source(source, category, mask, width) for mask in tiers]), settings)
+
+
+def majorities(counts: np.ndarray, settings: InferenceSettings) -> dict[int, int]:
+    """Each source's clear majority category from its per-tier counts (see :func:`tier_counts`).
+
+    Args:
+        counts: ``counts[tier, source, category]``, tiers most trusted first.
+        settings: ``source_min_records`` and ``source_min_share``.
+
+    Returns:
+        ``{source code: category code}`` for sources with a clear majority: the first tier with
+        at least ``source_min_records`` records of the source decides, and its top category
+        needs ``source_min_share`` of them (ties: the first category).
+    """
+    out: dict[int, int] = {}
+    settled = np.zeros(counts.shape[1], dtype=bool)
+    for tier in counts:
+        totals = tier.sum(axis=1)
         for src in np.flatnonzero(totals):
             src = int(src)
             if settled[src] or totals[src] < settings.source_min_records:
                 continue
             settled[src] = True  # a source decided at a more trusted tier never falls to a lower one
-            if counts[src].max() >= settings.source_min_share * totals[src]:
-                out[src] = int(counts[src].argmax())  # ties: the first category
+            if tier[src].max() >= settings.source_min_share * totals[src]:
+                out[src] = int(tier[src].argmax())
     return out
 
 
@@ -461,28 +475,66 @@ def _counts_by_source(source: np.ndarray, category: np.ndarray, mask: np.ndarray
     return counts.reshape(width, k)
 
 
-def resolve(field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray, rule_cat: np.ndarray,
-            rule_hit: np.ndarray, source: np.ndarray, settings: InferenceSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Final category code and method code (index into :data:`METHODS`) per record.
+def decision_tiers(field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray, rule_cat: np.ndarray,
+                   rule_hit: np.ndarray, settings: InferenceSettings) -> tuple[np.ndarray, ...]:
+    """The records each trusted method decides, before sources are consulted.
 
-    All arguments are per-record arrays: category codes (-1: none) of the field, the
-    classifier (with its probability) and the rules (with whether any rule matched), and
-    the source code (-1: none).
+    Returns:
+        ``(by_field, by_classifier, by_rules_hit, decided)``: exclusive boolean masks (the
+        field, a confident classifier, a rule that matched) and each record's category code
+        under the most trusted of them (the rules' default where none applies).
     """
     by_field = field >= 0
     by_clf = ~by_field & (clf_cat >= 0) & (clf_conf >= settings.classifier_min_confidence)
-    by_rules_hit = ~by_field & ~by_clf & rule_hit
+    by_rules_hit = ~by_field & ~by_clf & (rule_hit != 0)
     decided = np.where(by_field, field, np.where(by_clf, clf_cat, rule_cat))
-    majority = source_majorities(source, decided, (by_field, by_clf, by_rules_hit), settings)
-    lookup = np.full(max(int(source.max(initial=-1)) + 2, 1), -1, dtype=np.int16)
+    return by_field, by_clf, by_rules_hit, decided
+
+
+def tier_counts(source: np.ndarray, field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray,
+                rule_cat: np.ndarray, rule_hit: np.ndarray, settings: InferenceSettings, width: int) -> np.ndarray:
+    """``counts[tier, source, category]`` of some records (tiers: field, classifier, rules that
+    matched; ``width`` sources): summed over chunks of a file, the input of :func:`majorities`."""
+    by_field, by_clf, by_hit, decided = decision_tiers(field, clf_cat, clf_conf, rule_cat, rule_hit, settings)
+    return np.stack([_counts_by_source(source, decided, mask, width) for mask in (by_field, by_clf, by_hit)])
+
+
+def majority_lookup(majority: Mapping[int, int], width: int) -> np.ndarray:
+    """Category code per source code (``-1``: no clear majority), ``width + 1`` slots: the last
+    one, read by source ``-1``, is always ``-1``."""
+    lookup = np.full(width + 1, -1, dtype=np.int16)
     for src, cat in majority.items():
         lookup[src] = cat
+    return lookup
+
+
+def apply_decisions(field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray, rule_cat: np.ndarray,
+                    rule_hit: np.ndarray, source: np.ndarray, lookup: np.ndarray,
+                    settings: InferenceSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Final category code and method code per record, given the sources' majorities
+    (:func:`majority_lookup`); any chunk of records at a time."""
+    by_field, by_clf, _, decided = decision_tiers(field, clf_cat, clf_conf, rule_cat, rule_hit, settings)
     src_cat = lookup[source]  # source -1 reads the last slot, always -1
     by_source = ~by_field & ~by_clf & (src_cat >= 0)
     category = np.where(by_field | by_clf, decided, np.where(by_source, src_cat, rule_cat))
     method = np.full(len(field), 3, dtype=np.int8)  # the masks are exclusive
     method[by_source], method[by_clf], method[by_field] = 2, 1, 0
     return category.astype(np.int8, copy=False), method
+
+
+def resolve(field: np.ndarray, clf_cat: np.ndarray, clf_conf: np.ndarray, rule_cat: np.ndarray,
+            rule_hit: np.ndarray, source: np.ndarray, settings: InferenceSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Final category code and method code (index into :data:`METHODS`) per record.
+
+    All arguments are per-record arrays: category codes (-1: none) of the field, the
+    classifier (with its probability) and the rules (with whether any rule matched), and
+    the source code (-1: none). (A file too large to hold these arrays is resolved in chunks:
+    :func:`tier_counts` summed, :func:`majorities`, then :func:`apply_decisions` per chunk.)
+    """
+    width = int(source.max(initial=-1)) + 1
+    counts = tier_counts(source, field, clf_cat, clf_conf, rule_cat, rule_hit, settings, width)
+    lookup = majority_lookup(majorities(counts, settings), width)
+    return apply_decisions(field, clf_cat, clf_conf, rule_cat, rule_hit, source, lookup, settings)
 
 
 def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | None], labels: Sequence[str],

@@ -16,11 +16,15 @@ millions of short-lived acyclic objects); while the workers scan, this process h
 input and imports scikit-learn; while they classify the records of sources with labelled
 records, it cross-validates the classifier.
 
-Memory: about 45 bytes per record for the index, whatever the size of the records or of
-their ids (ids are held as 64-bit hashes); the workers hand their columns back through
-files, merged into arrays allocated once; whole-index array operations run in chunks of
-``_CHUNK`` records; the spilled text lives on disk. A stopped run (Ctrl-C, SIGTERM) kills
-its workers and removes its spill (:func:`_map`, :func:`_terminated`).
+Memory: independent of the input's size. The index (about 50 bytes a record, ids held as
+64-bit hashes) is kept on disk (:class:`RecordIndex`, a
+:class:`~phase1b_kedro.index_store.ColumnStore`): the workers append their rows to column
+files every :attr:`_Part.FLUSH` rows; categories, de-duplication (hash-partitioned on disk,
+:func:`_repeats`), counts and the sample (bottom-k per category, :func:`stratified_sample`)
+read and write it in chunks of ``CHUNK`` rows; the spilled text lives on disk. What still
+grows is what the stage outputs: the rejected lines (a preview each). A stopped run (Ctrl-C,
+SIGTERM) kills its workers and removes its files (:func:`_map`, :func:`_terminated`; a
+killed one's are removed by the next run).
 """
 
 from __future__ import annotations
@@ -57,15 +61,19 @@ from phase1b_kedro.categories import (
     CategoryClassifier,
     InferenceSettings,
     TextCategoryModel,
+    apply_decisions,
     classifier_from_params,
     classifier_text,
     documents,
     estimate_accuracy,
-    resolve,
+    majorities,
+    majority_lookup,
+    tier_counts,
     train_classifier,
 )
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.datasets import RawInput
+from phase1b_kedro.index_store import CHUNK, ColumnStore, in_sorted
 from phase1b_kedro.params import ParameterError, choice
 from phase1b_kedro.records import (
     CATEGORIES,
@@ -93,8 +101,6 @@ _BLOCK = 4 << 20
 _BATCH = 50_000
 #: Seconds between two progress lines while a large input is indexed.
 PROGRESS_EVERY = 10.0
-#: Records per chunk of whole-index array operations (bounds their temporaries).
-_CHUNK = 1 << 20
 
 
 class BadRecordError(ValueError):
@@ -105,17 +111,96 @@ class NoRecordsError(ValueError):
     """Raised when not one input line could be used; the message names the likely cause."""
 
 
+class RecordIndex:
+    """The index of a scan: one row per usable record, in input order, kept on disk.
+
+    Its columns live in a :class:`~phase1b_kedro.index_store.ColumnStore` (about 50 bytes a
+    record on disk, none in memory); every whole-index operation reads them in chunks, so the
+    memory it takes does not grow with the input. ``dropped`` (ascending row numbers) are rows
+    left out of this view: the duplicates, once :func:`deduplicate` has found them.
+
+    Columns: ``line`` (1-based input line), ``offset`` (bytes), ``key`` (64-bit content hash),
+    ``id_hash`` (:func:`id_hash`), ``id_from_source`` (0/1), ``fmt`` (a :data:`FORMATS` code),
+    ``source`` (an index into ``sources``, -1: none), ``category`` (a :data:`CATEGORIES` code),
+    ``method`` (a :data:`METHODS` code), ``clf_conf`` (the classifier's probability), and the
+    working columns of the category decision.
+    """
+
+    #: Columns with labels: name in :meth:`counts` -> (store column, labels).
+    LABELLED = {"category": ("category", CATEGORIES), "category_method": ("method", METHODS),
+                "format": ("fmt", FORMATS)}
+
+    def __init__(self, store: ColumnStore, sources: Sequence[str], dropped: np.ndarray | None = None) -> None:
+        self.store = store
+        self.sources = list(sources)
+        self.dropped = np.zeros(0, dtype=np.int64) if dropped is None else np.asarray(dropped, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.store.n - len(self.dropped)
+
+    def without(self, rows: np.ndarray) -> RecordIndex:
+        """This view less ``rows`` (the store is shared, not copied)."""
+        return RecordIndex(self.store, self.sources, np.union1d(self.dropped, np.asarray(rows, dtype=np.int64)))
+
+    def chunks(self, names: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """``(row numbers, {name: values})`` of the rows in this view, a chunk at a time."""
+        for lo, cols in self.store.chunks(names):
+            rows = np.arange(lo, lo + len(cols[names[0]]), dtype=np.int64)
+            if len(self.dropped):
+                keep = ~in_sorted(rows, self.dropped)
+                rows, cols = rows[keep], {name: values[keep] for name, values in cols.items()}
+            yield rows, cols
+
+    def counts(self, name: str) -> dict[str, int]:
+        """``{label: records}`` of ``category``, ``category_method`` or ``format`` (every label, zeros included)."""
+        column, labels = self.LABELLED[name]
+        counts = self.store.count(column, len(labels), skip=self.dropped)
+        return {label: int(c) for label, c in zip(labels, counts, strict=True)}
+
+    def total(self, name: str) -> int:
+        """The sum of a numeric column over this view."""
+        return int(sum(int(cols[name].sum(dtype=np.int64)) for _, cols in self.chunks([name])))
+
+    def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """The given rows (ascending store row numbers; default: every row of this view) as a
+        DataFrame: ``line``, ``offset``, ``id_hash``, ``id_from_source``, ``key``, ``format``,
+        ``category``, ``category_method``, ``category_confidence`` (NaN unless the classifier
+        decided), ``source`` (None when no record names one)."""
+        if rows is None:
+            rows = np.setdiff1d(np.arange(self.store.n, dtype=np.int64), self.dropped, assume_unique=True)
+        c = self.store.take(["line", "offset", "id_hash", "id_from_source", "key", "fmt", "category", "method",
+                             "clf_conf", "source"], rows)
+        return pd.DataFrame({
+            "line": c["line"],
+            "offset": c["offset"],
+            "id_hash": c["id_hash"],
+            "id_from_source": c["id_from_source"].view(np.bool_),
+            "key": c["key"],
+            "format": pd.Categorical.from_codes(c["fmt"], categories=list(FORMATS)),
+            "category": pd.Categorical.from_codes(c["category"], categories=list(CATEGORIES)),
+            "category_method": pd.Categorical.from_codes(c["method"], categories=list(METHODS)),
+            "category_confidence": np.where(c["method"] == METHODS.index("classifier"), c["clf_conf"],
+                                            np.float32(np.nan)),
+            "source": pd.Categorical.from_codes(c["source"], categories=self.sources) if self.sources else None,
+        }, copy=False)
+
+
 @dataclass
 class ScanResult:
     """What one pass over the input found."""
 
-    index: pd.DataFrame
+    records: RecordIndex
     rejected: list[dict[str, Any]]
     lines_read: int
     blank_lines: int
     input_sha256: str
     input_bytes: int
     categories: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def index(self) -> pd.DataFrame:
+        """The whole index as a DataFrame (for small inputs: tests, scripts)."""
+        return self.records.frame()
 
 
 def parse_line(raw: bytes, is_last: bool) -> Any | Rejection:
@@ -247,7 +332,7 @@ class _Part:
     offset: array = field(default_factory=lambda: array("q"))
     key: array = field(default_factory=lambda: array("Q"))
     fmt: array = field(default_factory=lambda: array("b"))
-    source: array = field(default_factory=lambda: array("l"))
+    source: array = field(default_factory=lambda: array("q"))
     field_cat: array = field(default_factory=lambda: array("b"))
     id_from_source: array = field(default_factory=lambda: array("b"))
     #: 64-bit hash of the record's id (:func:`id_hash`): ids are not held as strings.
@@ -257,25 +342,30 @@ class _Part:
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
     train: list[tuple] = field(default_factory=list)
     spill: str = ""
-    #: Index rows of this range (kept once the columns are written out and released).
+    #: Index rows of this range written to the column files so far.
     count: int = 0
 
-    #: The index columns, their dtype in the index, and the file each is written to (``spill`` + name).
-    COLUMNS = (("line", np.int64), ("offset", np.int64), ("key", np.uint64), ("fmt", np.int8),
-               ("source", np.int64), ("field_cat", np.int8), ("id_from_source", np.int8), ("id_hash", np.uint64))
+    #: The index columns: name, dtype in the worker's files, dtype in the store.
+    COLUMNS = (("line", np.int64, np.int64), ("offset", np.int64, np.int64), ("key", np.uint64, np.uint64),
+               ("fmt", np.int8, np.int8), ("source", np.int64, np.int32), ("field_cat", np.int8, np.int8),
+               ("id_from_source", np.int8, np.int8), ("id_hash", np.uint64, np.uint64))
+    #: Rows held in memory before they are appended to the column files.
+    FLUSH = 1 << 16
 
-    def save_columns(self) -> None:
-        """Write the columns next to the spill and release them: they go back to the parent
-        through the disk, not through a pickled copy, and are merged one at a time."""
-        self.count = len(self.line)
-        for name, _ in self.COLUMNS:
-            with open(f"{self.spill}.{name}", "wb") as fh:
+    def flush(self) -> None:
+        """Append the rows held so far to the column files (``spill`` + ``.`` + name) and
+        release them: a worker holds at most :attr:`FLUSH` rows, and the columns go back to the
+        parent through the disk, not through a pickled copy."""
+        self.count += len(self.line)
+        for name, _, _ in self.COLUMNS:
+            with open(f"{self.spill}.{name}", "ab") as fh:
                 getattr(self, name).tofile(fh)
-            setattr(self, name, None)
+            setattr(self, name, array(getattr(self, name).typecode))
 
-    def load_column(self, name: str, dtype: type) -> np.ndarray:
-        """One column written by :meth:`save_columns` (``count`` values)."""
-        return np.fromfile(f"{self.spill}.{name}", dtype=dtype)
+    def read_column(self, name: str, lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)`` of one column written by :meth:`flush`."""
+        dtype = np.dtype(next(d for n, d, _ in self.COLUMNS if n == name))
+        return np.fromfile(f"{self.spill}.{name}", dtype=dtype, count=hi - lo, offset=lo * dtype.itemsize)
 
 
 def _line_starts(raw: RawInput, n: int) -> list[int]:
@@ -349,8 +439,15 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
         write = spill.write
         for offset, line in _lines(raw, start, stop):
             lines += 1
-            if progress is not None and not lines & 4095:
-                progress[slot] = offset - start
+            if not lines & 4095:
+                if progress is not None:
+                    progress[slot] = offset - start
+                if len(part.line) >= part.FLUSH:
+                    part.flush()
+                    add_line, add_offset, add_key, add_fmt = (part.line.append, part.offset.append,
+                                                              part.key.append, part.fmt.append)
+                    add_source, add_field, add_from, add_id = (part.source.append, part.field_cat.append,
+                                                               part.id_from_source.append, part.id_hash.append)
             is_last = offset + len(line) == size and not line.endswith(b"\n")
             if offset == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]
@@ -381,7 +478,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             elif -key > train[0][0]:
                 heapq.heapreplace(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
     part.lines = lines
-    part.save_columns()
+    part.flush()
     return part
 
 
@@ -408,52 +505,99 @@ def _scan_worker(job: tuple[int, int, int]) -> _Part:
                        _WORK.get("progress"), slot)
 
 
-def _classify_worker(job: tuple) -> tuple[np.ndarray, ...]:
-    path, codes, use_model, want_rules = job
-    return _classify_spill(path, codes, _WORK["source_names"], use_model, want_rules, _WORK["scanner"].classifier,
-                           _WORK["model"], _WORK["min_confidence"])
+def _classify_worker(job: tuple[int, int, str, str]) -> None:
+    lo, hi, spill, kind = job
+    _classify_part(_WORK["store"], lo, hi, spill, kind, _WORK)
 
 
-def _classify_spill(path: str, codes: np.ndarray, names: Sequence[str | None], use_model: np.ndarray,
-                    want_rules: np.ndarray, rules: CategoryClassifier, model: TextCategoryModel | None,
-                    min_confidence: float) -> tuple[np.ndarray, ...]:
-    """Classifier and rules for one spill file's texts, only where asked.
+def _classify_part(store: ColumnStore, lo: int, hi: int, spill: str, kind: str, work: Mapping[str, Any]) -> None:
+    """Classifier and rules for the records of rows ``[lo, hi)`` that have no category field,
+    only where ``kind`` asks; the results are written to the store's ``clf_*``/``rule_*``
+    columns of those rows.
 
     Args:
-        path: The spill file (one JSON ``[system, prompt]`` per line).
+        store: The index.
+        lo, hi: One scanned range's rows.
+        spill: That range's spill (one JSON ``[system, prompt]`` line per record without a
+            usable category field, in row order).
+        kind: ``known``: records of sources the classifier was trained on (the classifier, and
+            the rules where a source's majority needs them); ``other``: the rest; ``missing``:
+            the rules for the rows of the store's ``missing`` column.
+        work: ``rate`` (per source, the share of records whose rules are read), ``known`` (per
+            source), ``model_ok`` (per source: the classifier may answer), ``model``,
+            ``source_names``, ``min_confidence``, ``scanner``.
+    """
+    names, rules, model = work["source_names"], work["scanner"].classifier, work["model"]
+    results = ("clf_cat", "clf_conf", "rule_cat", "rule_hit", "rule_done")
+    with open(spill, "rb") as fh:
+        for start, stop in store.ranges(lo, hi):
+            rows = np.flatnonzero(store.read("field_cat", start, stop) < 0)
+            if not len(rows):
+                continue
+            src = store.read("source", start, stop)[rows]
+            if kind == "missing":
+                use_model = np.zeros(len(rows), dtype=bool)
+                want_rules = store.read("missing", start, stop)[rows] != 0
+            else:
+                # A content hash is uniform: the records whose key / 2**64 is below their source's rate.
+                sampled = store.read("key", start, stop)[rows] / 2.0**64 < work["rate"][src]
+                of_known = work["known"][src] if kind == "known" else ~work["known"][src]
+                use_model = of_known & work["model_ok"][src]
+                want_rules = sampled & of_known
+            if not (use_model.any() or want_rules.any()):
+                for _ in range(len(rows)):  # past this chunk's texts
+                    fh.readline()
+                continue
+            out = {name: store.read(name, start, stop) for name in results}
+            for first in range(0, len(rows), _BATCH):
+                last = min(len(rows), first + _BATCH)
+                lines = [fh.readline() for _ in range(first, last)]
+                c, p, r, h, d = _classify_texts(lines, src[first:last], names, use_model[first:last],
+                                                want_rules[first:last], rules, model, work["min_confidence"])
+                asked, done = rows[first:last][use_model[first:last]], rows[first:last][d]
+                out["clf_cat"][asked], out["clf_conf"][asked] = c[use_model[first:last]], p[use_model[first:last]]
+                out["rule_cat"][done], out["rule_hit"][done], out["rule_done"][done] = r[d], h[d], 1
+            for name in results:
+                store.write(name, start, out[name])
+
+
+def _classify_texts(lines: Sequence[bytes], codes: np.ndarray, names: Sequence[str | None], use_model: np.ndarray,
+                    want_rules: np.ndarray, rules: CategoryClassifier, model: TextCategoryModel | None,
+                    min_confidence: float) -> tuple[np.ndarray, ...]:
+    """Classifier and rules for a batch of spilled texts, only where asked.
+
+    Args:
+        lines: Spill lines (one JSON ``[system, prompt]`` each).
         codes: Each text's source code (an index into ``names``; -1, the last name, is none).
         names: The source names, with ``None`` last.
-        use_model: Rows the classifier may answer.
-        want_rules: Rows whose rules are needed, if the classifier does not answer confidently.
+        use_model: Texts the classifier may answer.
+        want_rules: Texts whose rules are needed, if the classifier does not answer confidently.
 
     Returns:
         Classifier category code and probability, rule category code, whether a rule matched,
         whether the rules were applied.
     """
-    n = len(codes)
+    n = len(lines)
     clf_cat = np.full(n, -1, dtype=np.int8)
     clf_conf = np.zeros(n, dtype=np.float32)
     rule_cat = np.zeros(n, dtype=np.int8)
-    rule_hit = np.zeros(n, dtype=bool)
+    rule_hit = np.zeros(n, dtype=np.int8)
     rule_done = np.zeros(n, dtype=bool)
     use_model = use_model & (model is not None)
-    with open(path, "rb") as fh, _gc_paused():
-        for start in range(0, n, _BATCH):
-            stop = min(n, start + _BATCH)
-            lines = [fh.readline() for _ in range(start, stop)]
-            rows = [i for i in range(start, stop) if use_model[i]]
-            if rows:
-                texts = [orjson.loads(lines[i - start]) for i in rows]
-                cats, conf = model.predict(documents(texts, [names[c] for c in codes[rows].tolist()]))
-                clf_cat[rows] = [_CAT_CODE[c] for c in cats]
-                clf_conf[rows] = conf
-            for i in range(start, stop):
-                if not want_rules[i] or (clf_cat[i] >= 0 and clf_conf[i] >= min_confidence):
-                    continue  # the rules are the last resort
-                decision = rules.rules(*orjson.loads(lines[i - start]))
-                rule_cat[i] = _CAT_CODE[decision.category]
-                rule_hit[i] = bool(decision.rules)
-                rule_done[i] = True
+    with _gc_paused():
+        rows = np.flatnonzero(use_model).tolist()
+        if rows:
+            texts = [orjson.loads(lines[i]) for i in rows]
+            cats, conf = model.predict(documents(texts, [names[c] for c in codes[rows].tolist()]))
+            clf_cat[rows] = [_CAT_CODE[c] for c in cats]
+            clf_conf[rows] = conf
+        for i in np.flatnonzero(want_rules).tolist():
+            if clf_cat[i] >= 0 and clf_conf[i] >= min_confidence:
+                continue  # the rules are the last resort
+            decision = rules.rules(*orjson.loads(lines[i]))
+            rule_cat[i] = _CAT_CODE[decision.category]
+            rule_hit[i] = bool(decision.rules)
+            rule_done[i] = True
     return clf_cat, clf_conf, rule_cat, rule_hit, rule_done
 
 
@@ -566,8 +710,9 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
         params: The ``sampling`` parameter group (``scan_workers``: ``auto`` or a number).
 
     Returns:
-        The index of usable records (input order), the rejected lines, counts, and how
-        categories were decided (with each method's estimated accuracy).
+        The index of usable records (input order, on disk: see :class:`RecordIndex`), the
+        rejected lines, counts, and how categories were decided (with each method's estimated
+        accuracy).
 
     Raises:
         BadRecordError: Under ``on_bad_record: fail``, for the first unusable line.
@@ -581,60 +726,61 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     # the training set does not depend on how many workers scanned it.
     train_cap = max(1, scanner.inference.classifier_max_train)
     _remove_stale_spills()
-    with _terminated(), tempfile.TemporaryDirectory(prefix=f"{_SPILL_PREFIX}{os.getpid()}-") as spill_dir:
-        # Bytes done per range, in memory the forked workers share (no lock: one writer each).
-        progress = mp.get_context("fork").Array("q", len(cuts) - 1, lock=False) if workers > 1 else None
-        _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap, progress=progress)
-        try:
-            jobs = [(slot, start, stop) for slot, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))]
-            parts, sha256 = _map(_scan_worker, jobs, workers, meanwhile=lambda: _meanwhile(raw, scanner, workers),
-                                 report=_progress_reporter(raw, progress) if progress is not None else None)
-            index, rejected, blanks, lines, sources = _merge(parts)
-            if index.empty:
-                raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
-            categories = _decide_categories(index, parts, sources, scanner, params, workers)
-        finally:
-            _WORK.clear()
-    return ScanResult(index=index, rejected=rejected, lines_read=lines - blanks, blank_lines=blanks,
-                      input_sha256=sha256, input_bytes=raw.size, categories=categories)
+    # The index's directory (removed with the index, see ColumnStore); the spill inside it goes
+    # when the scan ends.
+    work_dir = tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-")
+    spill_dir = os.path.join(work_dir, "spill")
+    os.mkdir(spill_dir)
+    try:
+        with _terminated():
+            # Bytes done per range, in memory the forked workers share (no lock: one writer each).
+            progress = mp.get_context("fork").Array("q", len(cuts) - 1, lock=False) if workers > 1 else None
+            _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap, progress=progress)
+            try:
+                jobs = [(slot, start, stop) for slot, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))]
+                parts, sha256 = _map(_scan_worker, jobs, workers, meanwhile=lambda: _meanwhile(raw, scanner, workers),
+                                     report=_progress_reporter(raw, progress) if progress is not None else None)
+                store, rejected, blanks, lines, sources = _merge(parts, work_dir)
+                if store.n == 0:
+                    raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
+                categories = _decide_categories(store, parts, sources, scanner, params, workers)
+            finally:
+                _WORK.clear()
+                shutil.rmtree(spill_dir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    return ScanResult(records=RecordIndex(store, sources), rejected=rejected, lines_read=lines - blanks,
+                      blank_lines=blanks, input_sha256=sha256, input_bytes=raw.size, categories=categories)
 
 
-def _merge(parts: list[_Part]) -> tuple[pd.DataFrame, list[dict], int, int, list[str]]:
+def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, list[dict], int, int, list[str]]:
     """One index in input order from the ranges' parts (global line numbers, global source codes).
 
-    Each column is allocated once at its final size (about 30 bytes per record in all, plus
-    the ids that records bring) and filled part by part from the files the workers wrote.
+    The workers' column files are copied into the store's, a chunk at a time.
     """
     sources: dict[str, int] = {}
-    bounds = np.cumsum([0] + [part.count for part in parts])
-    cols = {name: np.empty(bounds[-1], dtype=dtype) for name, dtype in _Part.COLUMNS}
-    rejected: list[dict] = []
-    first = blanks = 0
-    for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
-        remap = np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int64)
-        for name, dtype in _Part.COLUMNS:
-            cols[name][lo:hi] = part.load_column(name, dtype)
-        cols["line"][lo:hi] += first
-        cols["source"][lo:hi] = remap[cols["source"][lo:hi]]
-        rejected.extend({**r, "line": r["line"] + first} for r in part.rejected)
-        first += part.lines
-        blanks += part.blanks
-    index = pd.DataFrame({
-        "line": cols["line"],
-        "offset": cols["offset"],
-        # Ids are held as hashes (a string each would cost more than the rest of the row): the
-        # few that are shown (duplicates) are read back from their lines.
-        "id_hash": cols["id_hash"],
-        "id_from_source": cols["id_from_source"].view(np.bool_),
-        "key": cols["key"],
-        "format": pd.Categorical.from_codes(cols["fmt"], categories=list(FORMATS)),
-        "source_code": cols.pop("source").astype(np.int32),
-        "field_cat": cols["field_cat"],
-    }, copy=False)
-    return index, rejected, blanks, first, list(sources)
+    remaps = [np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int32)
+              for part in parts]
+    firsts = np.cumsum([0] + [part.lines for part in parts])
+    store = ColumnStore(directory, sum(part.count for part in parts))
+    for name, _, dtype in _Part.COLUMNS:
+        with open(store.path(name), "wb") as out:
+            for part, remap, first in zip(parts, remaps, firsts, strict=False):
+                for lo in range(0, part.count, CHUNK):
+                    values = part.read_column(name, lo, min(part.count, lo + CHUNK))
+                    if name == "line":
+                        values += first
+                    elif name == "source":
+                        values = remap[values]
+                    values.astype(dtype, copy=False).tofile(out)
+        store.adopt(name, dtype)
+    rejected = [{**r, "line": r["line"] + int(first)} for part, first in zip(parts, firsts, strict=False)
+                for r in part.rejected]
+    return store, rejected, sum(part.blanks for part in parts), int(firsts[-1]), list(sources)
 
 
-def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[str], scanner: Scanner,
+def _decide_categories(store: ColumnStore, parts: list[_Part], sources: list[str], scanner: Scanner,
                        params: Mapping[str, Any], workers: int) -> dict[str, Any]:
     """Second pass: the file's classifier and the rules over the spilled texts, then resolution.
 
@@ -642,10 +788,10 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     be used (sources with labelled records, or all when it generalises to unseen sources);
     the rules run on every record without a source, and on a deterministic sample of
     ``source_sample`` records per source (enough to know the source's majority); a third
-    pass applies them to the rest of a source only when it has no clear majority.
+    pass applies them to the rest of a source only when it has no clear majority. Every
+    per-record step reads and writes the store in chunks.
 
-    Adds ``category``, ``category_method``, ``category_confidence`` and ``source`` (and drops
-    the working columns) in place.
+    Adds the store columns ``category``, ``method`` and ``clf_conf`` (and the working columns).
     """
     settings = scanner.inference
     seed = scanner.settings.seed
@@ -656,77 +802,84 @@ def _decide_categories(index: pd.DataFrame, parts: list[_Part], sources: list[st
     train_sources = [row[3] for row in train]
     labels = [row[4] for row in train]
     model = train_classifier(texts, train_sources, labels, settings, seed)
-    field = index["field_cat"].to_numpy()
-    src = index["source_code"].to_numpy()
-    n, undecided = len(index), field < 0
+    width = len(sources)
     trained_on = set(train_sources)
-    known = np.zeros(len(sources) + 1, dtype=bool)  # the last slot serves source -1
+    known = np.zeros(width + 1, dtype=bool)  # the last slot serves source -1
     known[[i for i, name in enumerate(sources) if name in trained_on]] = True
-    per_source = np.bincount(src[undecided & (src >= 0)], minlength=len(sources) + 1)
+    per_source = np.zeros(width + 1, dtype=np.int64)  # undecided records per source (the last: none)
+    labelled = np.zeros(width + 1, dtype=bool)  # sources with a labelled record
+    for _, cols in store.chunks(["field_cat", "source"]):
+        undecided, src = cols["field_cat"] < 0, np.where(cols["source"] < 0, width, cols["source"])
+        per_source += np.bincount(src[undecided], minlength=width + 1)
+        labelled[np.unique(src[~undecided])] = True
+    labelled[-1] = False
     rate = np.minimum(1.0, settings.source_sample / np.maximum(per_source, 1))
     rate[-1] = 1.0  # records without a source: always
-    # A content hash is uniform: the records whose key / 2**64 is below the rate (in chunks: no
-    # per-record float array of the whole file).
-    key = index["key"].to_numpy()
-    want_rules = np.zeros(n, dtype=bool)
-    for lo in range(0, n, _CHUNK):
-        hi = lo + _CHUNK
-        want_rules[lo:hi] = undecided[lo:hi] & (key[lo:hi] / 2.0**64 < rate[src[lo:hi]])
+    for name, dtype, fill in (("clf_cat", np.int8, -1), ("clf_conf", np.float32, None), ("rule_cat", np.int8, None),
+                              ("rule_hit", np.int8, None), ("rule_done", np.int8, None), ("missing", np.int8, None),
+                              ("category", np.int8, None), ("method", np.int8, None)):
+        store.add(name, dtype, fill)
+    _WORK.update(store=store, model=model, min_confidence=settings.classifier_min_confidence,
+                 source_names=[*sources, None], rate=rate, known=known,
+                 model_ok=known & (model is not None))
+    bounds = np.cumsum([0] + [part.count for part in parts])
 
-    clf_cat = np.full(n, -1, dtype=np.int8)
-    clf_conf = np.zeros(n, dtype=np.float32)
-    rule_cat = np.zeros(n, dtype=np.int8)
-    rule_hit = np.zeros(n, dtype=bool)
-    rule_done = np.zeros(n, dtype=bool)
-    # Source codes, not names, travel to the workers (4 bytes a record, not a pickled list).
-    _WORK.update(model=model, min_confidence=settings.classifier_min_confidence, source_names=[*sources, None])
-
-    def run(model_rows: np.ndarray, rule_rows: np.ndarray, meanwhile: Any = None) -> Any:
-        jobs, first = [], 0
-        for part in parts:
-            rows = np.flatnonzero(undecided[first:first + part.count]) + first
-            first += part.count
-            if model_rows[rows].any() or rule_rows[rows].any():
-                jobs.append((rows, (part.spill, src[rows], model_rows[rows], rule_rows[rows])))
-        results, extra = _map(_classify_worker, [job for _, job in jobs], workers, meanwhile)
-        for (rows, _), (c, p, r, h, d) in zip(jobs, results, strict=True):
-            done = rows[d]
-            rule_cat[done], rule_hit[done], rule_done[done] = r[d], h[d], True
-            asked = rows[model_rows[rows]]
-            clf_cat[asked], clf_conf[asked] = c[model_rows[rows]], p[model_rows[rows]]
-        return extra
+    def run(kind: str, meanwhile: Any = None) -> Any:
+        jobs = [(int(lo), int(hi), part.spill, kind) for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True)
+                if hi > lo]
+        return _map(_classify_worker, jobs, workers, meanwhile)[1]
 
     # Records of sources the classifier was trained on do not depend on the accuracy estimate:
     # the workers classify them while this process computes it (cross-validation: seconds).
-    of_known = undecided & known[src]
-    report = run(of_known & (model is not None), want_rules & of_known,
-                 meanwhile=lambda: estimate_accuracy(texts, train_sources, labels, scanner.classifier, settings, seed))
+    report = run("known", meanwhile=lambda: estimate_accuracy(texts, train_sources, labels, scanner.classifier,
+                                                              settings, seed))
     report["classifier_trained"] = model is not None
     # Within a source that has labelled records the classifier has seen its kind; elsewhere it
     # is used only if the estimate with whole sources held out says it generalises.
     unseen_ok = (report.get("classifier", {}).get("accuracy_when_confident") or 0) \
         >= settings.classifier_unseen_min_accuracy
     report["classifier_used_for_unlabelled_sources"] = bool(model is not None and unseen_ok)
-    use_model = undecided & (known | unseen_ok)[src] & (model is not None)
-    run(use_model & ~of_known, want_rules & ~of_known)
-    category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
-    missing = (method == METHODS.index("rules")) & ~rule_done
-    if missing.any():  # sources without a clear majority: their remaining records need their rules
-        run(np.zeros(n, dtype=bool), missing)
-        category, method = resolve(field, clf_cat, clf_conf, rule_cat, rule_hit, src, settings)
-    index["category"] = pd.Categorical.from_codes(category, categories=list(CATEGORIES))
-    index["category_method"] = pd.Categorical.from_codes(method, categories=list(METHODS))
-    index["category_confidence"] = np.where(method == 1, clf_conf, np.float32(np.nan))
-    index["source"] = pd.Categorical.from_codes(src, categories=sources) if sources else None
-    index.drop(columns=["field_cat", "source_code"], inplace=True)
-    report["rules_applied"] = int(rule_done.sum())
+    _WORK["model_ok"] = (known | unseen_ok) & (model is not None)
+    run("other")
+    if _resolve(store, settings, width):  # sources without a clear majority: their other records need their rules
+        run("missing")
+        _resolve(store, settings, width)
+    model_ok = _WORK["model_ok"]
+    applied = unlabelled = rules_applied = 0
+    for _, cols in store.chunks(["field_cat", "source", "rule_done"]):
+        undecided = cols["field_cat"] < 0
+        applied += int((undecided & model_ok[cols["source"]]).sum())
+        unlabelled += int((undecided & ~labelled[cols["source"]]).sum())
+        rules_applied += int(cols["rule_done"].sum(dtype=np.int64))
+    report["rules_applied"] = rules_applied
     # Records whose source has no labelled record: only the rules (or a classifier that
     # generalises) speak for them; on unfamiliar datasets the rules may be weak.
-    labelled = np.zeros(len(sources) + 1, dtype=bool)
-    labelled[np.unique(src[field >= 0])] = True
-    report["records_in_unlabelled_sources"] = int((undecided & ~labelled[src]).sum())
-    report["classifier_applied"] = int(use_model.sum())
+    report["records_in_unlabelled_sources"] = unlabelled
+    report["classifier_applied"] = applied
     return {"estimated_accuracy": report}
+
+
+def _resolve(store: ColumnStore, settings: InferenceSettings, width: int) -> bool:
+    """Write every record's ``category`` and ``method`` (:func:`~phase1b_kedro.categories.resolve`,
+    in two passes of chunks: the sources' majorities, then the decisions), and mark in the
+    ``missing`` column the records left to the rules whose rules were not read.
+
+    Returns:
+        Whether any record is ``missing``.
+    """
+    names = ["source", "field_cat", "clf_cat", "clf_conf", "rule_cat", "rule_hit"]
+    counts = sum(tier_counts(*(cols[n] for n in names), settings, width) for _, cols in store.chunks(names))
+    lookup = majority_lookup(majorities(counts, settings), width)
+    missing_any = False
+    for lo, cols in store.chunks([*names, "rule_done"]):
+        category, method = apply_decisions(cols["field_cat"], cols["clf_cat"], cols["clf_conf"], cols["rule_cat"],
+                                           cols["rule_hit"], cols["source"], lookup, settings)
+        store.write("category", lo, category)
+        store.write("method", lo, method)
+        missing = (method == METHODS.index("rules")) & (cols["rule_done"] == 0)
+        missing_any |= bool(missing.any())
+        store.write("missing", lo, missing.view(np.int8))
+    return missing_any
 
 
 _HINTS = {
@@ -799,132 +952,195 @@ def display_id(rec_id: str, key: int) -> str:
     return rec_id or f"h-{int(key):016x}"
 
 
-def deduplicate(index: pd.DataFrame, raw: RawInput | bytes, params: Mapping[str, Any],
-                consume: bool = False) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def deduplicate(index: RecordIndex, raw: RawInput | bytes,
+                params: Mapping[str, Any]) -> tuple[RecordIndex, list[dict[str, Any]]]:
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
     The first occurrence is kept. A later record with the same content is rejected as
     ``duplicate``; one whose id an earlier record already has (its own, or its content-hash id
     ``h-...``) as ``duplicate_id``. Ids are compared by :func:`id_hash`; every id a rejection
     names is read back from its line, and a reused id is confirmed on the text (a hash
-    collision cannot reject a record).
+    collision cannot reject a record). Repeats are found in partitions of the hashes
+    (:func:`_repeats`), so the memory this takes does not grow with the input.
 
     Args:
         index: The record index (see :func:`scan_input`), in input order.
         raw: The input the index was built from.
         params: The ``sampling`` parameter group (to read lines back).
-        consume: The caller gives ``index`` up: its columns are moved into the result one at a
-            time (``index`` is left without columns), so that the index is never held twice.
 
     Returns:
-        The de-duplicated index and the rejections (with line numbers and the kept id).
+        The de-duplicated index (a view of the same store) and the rejections (with line
+        numbers and the kept id), by line.
     """
-    keys = index["key"]
-    own = index["id_from_source"].to_numpy()
-    hashes = index["id_hash"].to_numpy()
-    dup_key = keys.duplicated(keep="first").to_numpy()
-    # Masks and row numbers, not copies of the index.
-    if own.any():
-        candidates = np.flatnonzero(~dup_key)
-        by_hash = pd.Series(hashes[candidates])
-        reused = by_hash.duplicated(keep="first").to_numpy()
-        # The first record of each reused hash (a few rows, not one per record).
-        firsts = candidates[~reused & by_hash.isin(by_hash[reused]).to_numpy()]
-        del by_hash
+    store = index.store
+    dup_rows, dup_firsts = _repeats(store, "key", index.dropped)
+    if index.total("id_from_source"):
+        reused_rows, reused_firsts = _repeats(store, "id_hash", np.union1d(index.dropped, dup_rows))
     else:  # content-hash ids only: their hashes are the keys, unique once duplicates are out
-        candidates = reused = firsts = np.zeros(0, dtype=np.int64)
-    first_of_hash = dict(zip(hashes[firsts].tolist(), firsts.tolist(), strict=True))
-    # The kept record of each duplicated content (a few rows, not millions).
-    kept = np.flatnonzero(~dup_key & keys.isin(keys[dup_key]).to_numpy())
-    first_by_key = dict(zip(keys.to_numpy()[kept].tolist(), kept.tolist(), strict=True))
-    dup_rows = np.flatnonzero(dup_key)
-    reused_rows = candidates[reused]
+        reused_rows = reused_firsts = np.zeros(0, dtype=np.int64)
     # One pass over the lines involved, in file order: the ids they bring and the previews of
     # the ones that may be dropped.
-    ids, previews = _read_back(raw, index, params, np.concatenate([
-        kept, [first_of_hash[h] for h in hashes[reused_rows].tolist()]]).astype(np.int64),
-        np.concatenate([dup_rows, reused_rows]).astype(np.int64))
-    lines, key_col = index["line"].to_numpy(), keys.to_numpy()
+    named = np.unique(np.concatenate([dup_rows, dup_firsts, reused_rows, reused_firsts]))
+    cols = store.take(["line", "key", "offset", "id_from_source"], named)
+    at = {row: i for i, row in enumerate(named.tolist())}
+    ids, previews = _read_back(raw, cols, params, np.flatnonzero(cols["id_from_source"]),
+                               np.searchsorted(named, np.concatenate([dup_rows, reused_rows])))
 
     def shown(row: int) -> str:
-        return display_id(ids.get(row, ""), key_col[row])
+        i = at[row]
+        return display_id(ids.get(i, ""), cols["key"][i])
+
+    def line(row: int) -> int:
+        return int(cols["line"][at[row]])
 
     # The same id, not a hash collision.
-    same_id = np.array([shown(r) == shown(first_of_hash[int(hashes[r])]) for r in reused_rows.tolist()], dtype=bool)
-    id_rows = reused_rows[same_id] if len(reused_rows) else reused_rows
-    dropped = np.concatenate([dup_rows, id_rows])
+    same_id = [shown(r) == shown(f) for r, f in zip(reused_rows.tolist(), reused_firsts.tolist(), strict=True)]
     rejected = [
-        {"line": int(lines[r]), "reason": "duplicate", "id": shown(r),
-         "detail": f"same prompt and reference as id {shown(first_by_key[int(key_col[r])])}",
-         "raw_preview": previews[r]}
-        for r in dup_rows.tolist()
+        {"line": line(r), "reason": "duplicate", "id": shown(r),
+         "detail": f"same prompt and reference as id {shown(f)}", "raw_preview": previews[at[r]]}
+        for r, f in zip(dup_rows.tolist(), dup_firsts.tolist(), strict=True)
     ] + [
-        {"line": int(lines[r]), "reason": "duplicate_id", "id": shown(r),
-         "detail": f"id already used by the record on line {int(lines[first_of_hash[int(hashes[r])]])} (different content)",
-         "raw_preview": previews[r]}
-        for r in id_rows.tolist()
+        {"line": line(r), "reason": "duplicate_id", "id": shown(r),
+         "detail": f"id already used by the record on line {line(f)} (different content)",
+         "raw_preview": previews[at[r]]}
+        for r, f, same in zip(reused_rows.tolist(), reused_firsts.tolist(), same_id, strict=True) if same
     ]
     rejected.sort(key=lambda r: r["line"])
-    keep = np.ones(len(index), dtype=bool)
-    keep[dropped] = False
-    if keep.all():
-        return index, rejected
-    if not consume:
-        return index.loc[keep].reset_index(drop=True), rejected
-    columns = {}
-    for name in list(index.columns):
-        columns[name] = index.pop(name).array[keep]  # one column at a time: freed as it goes
-    return pd.DataFrame(columns, copy=False), rejected
+    dropped = np.concatenate([dup_rows, reused_rows[np.asarray(same_id, dtype=bool)]]) if same_id else dup_rows
+    return (index.without(dropped) if len(dropped) else index), rejected
 
 
-def _read_back(raw: RawInput | bytes, index: pd.DataFrame, params: Mapping[str, Any], rows: np.ndarray,
-               preview_rows: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
-    """Read the lines of ``rows`` and ``preview_rows`` back once, in file order.
+#: Rows per partition of :func:`_repeats` (its memory: about 50 bytes a row).
+_PARTITION_ROWS = 1 << 21
+
+
+def _repeats(store: ColumnStore, name: str, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose value of the 64-bit hash column ``name`` an earlier row has, leaving out the
+    ascending rows ``skip``.
+
+    A large store is first split on disk by the top bits of the hash (hash partitioning, as in a
+    database's partitioned hash join): equal values fall in one partition, and each partition
+    (at most about ``_PARTITION_ROWS`` rows) is searched in memory alone.
 
     Returns:
-        ``{row: id}`` of every one that brings its own id (only the id is decoded: these lines
-        normalised once), and ``{row: raw_preview}`` of ``preview_rows``.
+        The repeating rows (ascending) and, for each, the row of the first with its value.
     """
-    own = index["id_from_source"].to_numpy()
-    wanted = np.unique(np.concatenate([rows[own[rows]], preview_rows]))  # ascending rows: ascending offsets
+    bits = max(0, math.ceil(math.log2(max(1, store.n / _PARTITION_ROWS))))
+    if bits == 0:
+        rows = np.arange(store.n, dtype=np.int64)
+        values = store.read(name)
+        keep = ~in_sorted(rows, skip)
+        return _repeats_in(values[keep], rows[keep])
+    directory = tempfile.mkdtemp(prefix=f"repeats-{name}-", dir=store.directory)
+    try:
+        paths = [(os.path.join(directory, f"{i}.value"), os.path.join(directory, f"{i}.row")) for i in range(1 << bits)]
+        for lo, cols in store.chunks([name]):
+            values = cols[name]
+            rows = np.arange(lo, lo + len(values), dtype=np.int64)
+            keep = ~in_sorted(rows, skip)
+            values, rows = values[keep], rows[keep]
+            bucket = (values >> np.uint64(64 - bits)).astype(np.int64)
+            order = np.argsort(bucket, kind="stable")  # rows stay ascending within a bucket
+            ends = np.cumsum(np.bincount(bucket, minlength=1 << bits))
+            for i, (a, b) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends, strict=True)):
+                if b > a:
+                    with open(paths[i][0], "ab") as fv, open(paths[i][1], "ab") as fr:
+                        values[order[a:b]].tofile(fv)
+                        rows[order[a:b]].tofile(fr)
+        found = [_repeats_in(np.fromfile(pv, dtype=np.uint64), np.fromfile(pr, dtype=np.int64))
+                 for pv, pr in paths if os.path.exists(pv)]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    later = np.concatenate([f[0] for f in found] + [np.zeros(0, dtype=np.int64)])
+    firsts = np.concatenate([f[1] for f in found] + [np.zeros(0, dtype=np.int64)])
+    order = np.argsort(later)
+    return later[order], firsts[order]
+
+
+def _repeats_in(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_repeats` of one set of ``(value, row)`` with ``rows`` ascending."""
+    order = np.argsort(values, kind="stable")  # equal values: ascending rows, the first one first
+    values, rows = values[order], rows[order]
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = values[1:] != values[:-1]
+    first_of_group = rows[np.flatnonzero(new)][np.cumsum(new) - 1]
+    return rows[~new], first_of_group[~new]
+
+
+def _read_back(raw: RawInput | bytes, cols: Mapping[str, np.ndarray], params: Mapping[str, Any],
+               id_rows: np.ndarray, preview_rows: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
+    """Read some index rows' lines back once, in file order.
+
+    Args:
+        cols: ``offset`` (ascending) of the rows.
+        id_rows: Positions in ``cols`` whose lines bring their own id (only the id is decoded:
+            these lines normalised once).
+        preview_rows: Positions whose ``raw_preview`` is wanted.
+
+    Returns:
+        ``{position: id}`` and ``{position: raw_preview}``.
+    """
+    wanted = np.union1d(id_rows, preview_rows).astype(np.int64)
     if not len(wanted):
         return {}, {}
     cfg = FieldConfig.from_params(params)
-    preview_set = set(preview_rows.tolist())
+    id_set, preview_set = set(id_rows.tolist()), set(preview_rows.tolist())
     ids: dict[int, str] = {}
     previews: dict[int, str] = {}
     with _gc_paused():
-        for row, line in zip(wanted.tolist(), iter_lines(raw, index["offset"].to_numpy()[wanted].tolist()), strict=True):
-            if own[row]:
-                ids[row] = source_id(orjson.loads(line), cfg)
-            if row in preview_set:
-                previews[row] = _preview(line)
+        for i, line in zip(wanted.tolist(), iter_lines(raw, cols["offset"][wanted].tolist()), strict=True):
+            if i in id_set:
+                ids[i] = source_id(orjson.loads(line), cfg)
+            if i in preview_set:
+                previews[i] = _preview(line)
     return ids, previews
 
 
-def stratified_sample(index: pd.DataFrame, num_samples: int, min_per_category: int,
+def stratified_sample(index: RecordIndex, num_samples: int, min_per_category: int,
                       seed: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Choose rows of ``index`` per category, deterministically for a given seed and input.
+    """Choose records per category, deterministically for a given seed and input.
+
+    The allocation (:func:`~phase1b_kedro.allocation.allocate`: proportional, with a
+    per-category minimum) fixes ``k`` per category; each category then takes its ``k``
+    records of smallest priority, a 64-bit hash of the record's content and the seed
+    (:func:`sample_priority`): a uniform sample without replacement (order sampling with
+    uniform priorities, as in a bottom-k sketch: Rosén, "Asymptotic theory for order
+    sampling", 1997; Cohen & Kaplan, "Summarizing data using bottom-k sketches", PODC 2007).
+    It is found in one pass over the index, holding ``k`` candidates per category, whatever
+    the size of the input; a record's priority does not depend on where it is in the file or
+    on other records, so adding records of one category never changes another's draw.
 
     Returns:
-        The chosen rows (in input order) and the allocation per category.
+        The chosen rows (in input order, as a DataFrame: see :meth:`RecordIndex.frame`) and the
+        allocation per category.
     """
-    groups = {cat: np.asarray(rows) for cat, rows in index.groupby("category", sort=True).indices.items()}
-    population = {c: len(groups.get(c, ())) for c in CATEGORIES}
-    population.update({c: len(r) for c, r in groups.items()})
+    population = index.counts("category")
     alloc = allocate(population, num_samples, min_per_category)
-    chosen: list[np.ndarray] = []
-    for cat in sorted(groups):
-        k = alloc.get(cat, 0)
-        if k == 0:
-            continue
-        # One generator per category, seeded from (seed, category): adding records of one
-        # category does not change which records another category draws.
-        cat_seed = int.from_bytes(hashlib.blake2b(cat.encode(), digest_size=4).digest(), "big")
-        rng = np.random.default_rng([int(seed), cat_seed])
-        chosen.append(groups[cat][rng.choice(len(groups[cat]), size=k, replace=False)])
-    rows = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
-    return index.iloc[rows].reset_index(drop=True), alloc
+    want = {CATEGORIES.index(c): k for c, k in alloc.items() if k > 0}
+    best = {code: (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)) for code in want}
+    for rows, cols in index.chunks(["key", "category"]):
+        priority = sample_priority(cols["key"], seed)
+        for code, k in want.items():
+            sel = cols["category"] == code
+            if not sel.any():
+                continue
+            prio, chosen = np.concatenate([best[code][0], priority[sel]]), np.concatenate([best[code][1], rows[sel]])
+            top = np.lexsort((chosen, prio))[:k]  # ties (never seen with 64 bits) by row
+            best[code] = prio[top], chosen[top]
+    rows = np.sort(np.concatenate([chosen for _, chosen in best.values()] + [np.zeros(0, dtype=np.int64)]))
+    return index.frame(rows), alloc
+
+
+def sample_priority(key: np.ndarray, seed: int) -> np.ndarray:
+    """Each record's sampling priority: SplitMix64's output function (Steele, Lea & Flood,
+    "Fast splittable pseudorandom number generators", OOPSLA 2014) of its content hash mixed
+    with the seed; ``uint64``, uniform and independent across records and seeds."""
+    salt = int.from_bytes(hashlib.blake2b(str(int(seed)).encode(), digest_size=8).digest(), "little")
+    z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def iter_lines(raw: RawInput | bytes, offsets: Sequence[int]) -> Iterator[bytes]:

@@ -71,8 +71,8 @@ def test_duplicates_and_reused_ids_are_rejected(sampling_params):
         {"prompt": "P3", "response": "R3"},
         {"prompt": "P3", "response": "R3"},              # hash ids: duplicate
     )
-    unique, rejected = deduplicate(scan_input(data, sampling_params).index, data, sampling_params)
-    assert unique["line"].tolist() == [1, 4]
+    unique, rejected = deduplicate(scan_input(data, sampling_params).records, data, sampling_params)
+    assert unique.frame()["line"].tolist() == [1, 4]
     assert [(r["line"], r["reason"]) for r in rejected] == [(2, "duplicate"), (3, "duplicate_id"), (5, "duplicate")]
     assert "id a" in rejected[0]["detail"]
     assert [r["id"] for r in rejected] == ["b", "a", rejected[2]["id"]] and rejected[2]["id"].startswith("h-")
@@ -89,8 +89,8 @@ def test_an_own_id_that_spells_another_records_content_hash_id_is_a_reused_id(sa
     hash_id = scan_input(jsonl(first), params).index["key"].map(lambda k: f"h-{k:016x}").iat[0]
     data = jsonl(first, {"id": hash_id, "prompt": "P2", "response": "R2"}, {"id": hash_id.upper(), "prompt": "P3",
                                                                             "response": "R3"})
-    unique, rejected = deduplicate(scan_input(data, params).index, data, params)
-    assert unique["line"].tolist() == [1, 3]  # another spelling is another id
+    unique, rejected = deduplicate(scan_input(data, params).records, data, params)
+    assert unique.frame()["line"].tolist() == [1, 3]  # another spelling is another id
     assert [(r["line"], r["reason"], r["id"]) for r in rejected] == [(2, "duplicate_id", hash_id)]
 
 
@@ -105,8 +105,8 @@ def test_ids_compared_by_hash_are_confirmed_on_their_text(sampling_params, monke
         {"id": "x", "prompt": "P3", "response": "R3"},   # the same id: rejected
     )
     params = {**sampling_params, "scan_workers": 1}
-    unique, rejected = deduplicate(scan_input(data, params).index, data, params)
-    assert unique["line"].tolist() == [1, 2]
+    unique, rejected = deduplicate(scan_input(data, params).records, data, params)
+    assert unique.frame()["line"].tolist() == [1, 2]
     assert [(r["line"], r["reason"], r["id"]) for r in rejected] == [(3, "duplicate_id", "x")]
 
 
@@ -131,7 +131,7 @@ def test_allocation_caps_at_population_and_shrinks_minimums():
 
 def test_stratified_sample_is_deterministic_and_seed_dependent(sampling_params):
     data = jsonl(*(records_for("math", 300) + records_for("code", 60) + records_for("creative", 4)))
-    index = scan_input(data, sampling_params).index
+    index = scan_input(data, sampling_params).records
     a, alloc = stratified_sample(index, 50, 5, seed=1)
     b, _ = stratified_sample(index, 50, 5, seed=1)
     c, _ = stratified_sample(index, 50, 5, seed=2)
@@ -325,15 +325,17 @@ def test_numbers_in_text_fields_keep_their_literal_through_the_stage(sampling_pa
     assert out["test_dataset_stats"]["accepted"] == 3
 
 
-def test_deduplicating_in_place_gives_the_same_index(sampling_params):
+def test_the_deduplicated_index_is_a_view_of_the_same_store(sampling_params):
     data = jsonl({"id": "a", "prompt": "P1", "response": "R1"}, {"id": "b", "prompt": "P1", "response": "R1"},
                  {"prompt": "P2", "response": "R2"}, {"prompt": "P3", "response": "R3"}, {"prompt": "P2", "response": "R2"})
     params = {**sampling_params, "scan_workers": 1}
-    copied, rejected = deduplicate(scan_input(data, params).index, data, params)
-    index = scan_input(data, params).index
-    moved, rejected_moved = deduplicate(index, data, params, consume=True)
-    assert moved.equals(copied) and rejected_moved == rejected and list(moved.dtypes) == list(copied.dtypes)
-    assert moved["line"].tolist() == [1, 3, 4] and index.columns.empty
+    scan = scan_input(data, params)
+    unique, rejected = deduplicate(scan.records, data, params)
+    assert unique.store is scan.records.store and len(unique) == 3 and len(scan.records) == 5
+    assert unique.frame()["line"].tolist() == [1, 3, 4]
+    assert unique.frame().equals(scan.index.iloc[[0, 2, 3]].reset_index(drop=True))
+    assert [r["line"] for r in rejected] == [2, 5]
+    assert unique.counts("category")["other"] + unique.counts("category")["qa"] <= 3
 
 
 def test_a_json_array_file_gets_the_conversion_hint_and_a_column_not_a_line(sampling_params):

@@ -11,6 +11,7 @@ from phase1b_kedro.categories import METHODS
 from phase1b_kedro.datasets import RawInput
 from phase1b_kedro.records import CATEGORIES
 from phase1b_kedro.sampling import (
+    RecordIndex,
     SamplingSettings,
     build_records,
     deduplicate,
@@ -20,12 +21,13 @@ from phase1b_kedro.sampling import (
 
 
 def index_records(raw_prompts: RawInput | bytes,
-                  params: dict[str, Any]) -> tuple[pd.DataFrame, list[dict], list[dict], dict]:
+                  params: dict[str, Any]) -> tuple[RecordIndex, list[dict], list[dict], dict]:
     """Parse, normalise and categorise every input line into a compact index, without duplicates.
 
     Exact duplicates (same conversation and reference) and reused ids are dropped here, the
-    first occurrence kept, while this node owns the index: it is filtered column by column, so
-    that a large file's index is never held twice.
+    first occurrence kept. The index is kept on disk (:class:`RecordIndex`: a temporary
+    directory, removed when the run no longer needs it) and read in chunks, so that the
+    memory the stage takes does not grow with the input.
 
     Args:
         raw_prompts: The raw JSONL input (a handle streamed in byte ranges, or bytes).
@@ -47,13 +49,13 @@ def index_records(raw_prompts: RawInput | bytes,
         "input_sha256": scan.input_sha256,
         "input_bytes": scan.input_bytes,
         "categories": scan.categories,
-        "formats": _counts(scan.index["format"]),
+        "formats": {k: v for k, v in scan.records.counts("format").items() if v},
     }
-    unique, duplicates = deduplicate(scan.index, raw_prompts, params, consume=True)
+    unique, duplicates = deduplicate(scan.records, raw_prompts, params)
     return unique, scan.rejected, duplicates, info
 
 
-def sample_records(unique_index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+def sample_records(unique_index: RecordIndex, params: dict[str, Any]) -> pd.DataFrame:
     """Draw the stratified sample (proportional, with a per-category minimum).
 
     Args:
@@ -87,7 +89,7 @@ def build_test_dataset(raw_prompts: RawInput | bytes, sampled_index: pd.DataFram
 
 def summarise_sampling(
     scan_info: dict,
-    unique_index: pd.DataFrame,
+    unique_index: RecordIndex,
     sampled_index: pd.DataFrame,
     quarantined: list[dict],
     duplicates: list[dict],
@@ -125,7 +127,7 @@ def summarise_sampling(
         "duplicates_dropped": sum(r["reason"] == "duplicate" for r in rejected),
         "formats": dict(sorted(scan_info["formats"].items())),
         **_category_counts(unique_index, sampled_index, scan_info),
-        "ids_from_source": int(unique_index["id_from_source"].sum()),
+        "ids_from_source": unique_index.total("id_from_source"),
         "seed": settings.seed,
         "num_samples_requested": settings.num_samples,
         "min_per_category": settings.min_per_category,
@@ -135,7 +137,7 @@ def summarise_sampling(
     return stats, rejected
 
 
-def _category_counts(unique_index: pd.DataFrame, sampled_index: pd.DataFrame, scan_info: dict) -> dict[str, Any]:
+def _category_counts(unique_index: RecordIndex, sampled_index: pd.DataFrame, scan_info: dict) -> dict[str, Any]:
     """Population and sample per category; how categories were decided (field > classifier >
     source > rules) and each method's accuracy estimated on the file's own labelled records
     (the classifier's with whole sources held out)."""
@@ -148,10 +150,10 @@ def _category_counts(unique_index: pd.DataFrame, sampled_index: pd.DataFrame, sc
         return {m: counts.get(m, 0) for m in METHODS}
 
     return {
-        "population": per_category(unique_index),
+        "population": unique_index.counts("category"),
         "sample": per_category(sampled_index),
         "sampled": len(sampled_index),
-        "category_method": {"population": by_method(unique_index), "sample": by_method(sampled_index)},
+        "category_method": {"population": unique_index.counts("category_method"), "sample": by_method(sampled_index)},
         "category_accuracy_estimate": scan_info.get("categories", {}).get("estimated_accuracy", {}),
     }
 

@@ -1,0 +1,108 @@
+"""The on-disk index: column store reads and writes, chunk independence, lifetime."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import os
+
+import numpy as np
+
+from phase1b_kedro import index_store, sampling
+from phase1b_kedro.index_store import ColumnStore, in_sorted
+from phase1b_kedro.sampling import deduplicate, scan_input, stratified_sample
+
+
+def test_columns_read_write_take_and_count_by_range(tmp_path):
+    os.mkdir(tmp_path / "s")
+    store = ColumnStore(str(tmp_path / "s"), 10)
+    store.add("a", np.int64)
+    store.add("b", np.int8, fill=-1)
+    assert store.read("a").tolist() == [0] * 10 and store.read("b").tolist() == [-1] * 10
+    store.write("a", 3, np.array([5, 6, 7]))
+    assert store.read("a", 2, 7).tolist() == [0, 5, 6, 7, 0]
+    assert store.take(["a"], np.array([3, 5, 9]))["a"].tolist() == [5, 7, 0]
+    store.write("b", 0, np.array([0, 1, 1, 2, -1, 0, 0, 0, 0, 0], dtype=np.int8))
+    assert store.count("b", 3).tolist() == [6, 2, 1]
+    assert store.count("b", 3, skip=np.array([0, 1, 3])).tolist() == [5, 1, 0]
+
+
+def test_chunked_reads_give_the_same_answers_whatever_the_chunk(tmp_path, monkeypatch):
+    os.mkdir(tmp_path / "s")
+    store = ColumnStore(str(tmp_path / "s"), 1000)
+    store.add("v", np.int64)
+    store.write("v", 0, np.arange(1000) % 7)
+    rows = np.array([0, 3, 250, 251, 999])
+    whole = (store.take(["v"], rows)["v"].tolist(), store.count("v", 7, skip=rows).tolist())
+    monkeypatch.setattr(index_store, "CHUNK", 64)
+    assert (store.take(["v"], rows)["v"].tolist(), store.count("v", 7, skip=rows).tolist()) == whole
+    assert sum(hi - lo for lo, hi in store.ranges()) == 1000 and len(list(store.ranges())) == 16
+
+
+def test_in_sorted():
+    assert in_sorted(np.array([1, 5, 9, 10]), np.array([2, 5, 10])).tolist() == [False, True, False, True]
+    assert in_sorted(np.array([1]), np.array([], dtype=np.int64)).tolist() == [False]
+
+
+def test_the_index_directory_goes_with_the_index_and_survives_a_copy(sampling_params):
+    data = b"".join(json.dumps({"prompt": f"p{i}", "response": "r"}).encode() + b"\n" for i in range(5))
+    scan = scan_input(data, {**sampling_params, "scan_workers": 1})
+    directory = scan.records.store.directory
+    assert os.listdir(directory) and not os.path.exists(os.path.join(directory, "spill"))  # the spill went with the scan
+    clone = copy.deepcopy(scan.records)  # what a Kedro MemoryDataset may do
+    assert clone.store is scan.records.store
+    del scan, clone
+    gc.collect()
+    assert not os.path.exists(directory)
+
+
+def _records(n: int) -> bytes:
+    rng = np.random.default_rng(0)
+    cats = ["math", "code", "qa", "creative"]
+    lines = []
+    for i in range(n):
+        j = int(rng.integers(0, n // 3))  # about a third repeat an earlier record's content
+        rec = {"prompt": f"question {j}", "response": f"answer {j}", "category": cats[j % 4]}
+        if i % 5 == 0:
+            rec["id"] = f"id-{int(rng.integers(0, n))}"  # some ids reused with other content
+        lines.append(json.dumps(rec).encode() + b"\n")
+    return b"".join(lines)
+
+
+def test_partitioned_deduplication_and_chunked_sampling_match_the_in_memory_answer(sampling_params, monkeypatch):
+    """The on-disk paths (hash partitions, small chunks, workers flushing their rows often)
+    give what one pass in memory gives."""
+    data = _records(9000)
+    params = {**sampling_params, "scan_workers": 1}
+    unique, rejected = deduplicate(scan_input(data, params).records, data, params)
+    sample, alloc = stratified_sample(unique, 300, 10, seed=3)
+    monkeypatch.setattr(sampling, "_PARTITION_ROWS", 200)  # 16 partitions
+    monkeypatch.setattr(index_store, "CHUNK", 128)
+    monkeypatch.setattr(sampling._Part, "FLUSH", 1)  # flushed at lines 4096 and 8192
+    unique_p, rejected_p = deduplicate(scan_input(data, params).records, data, params)
+    sample_p, alloc_p = stratified_sample(unique_p, 300, 10, seed=3)
+    assert rejected_p == rejected and len(rejected) > 3000
+    assert {r["reason"] for r in rejected} == {"duplicate", "duplicate_id"}
+    assert unique_p.frame().equals(unique.frame())
+    assert alloc_p == alloc and sample_p.equals(sample) and len(sample) == 300
+    monkeypatch.setattr(sampling, "PARALLEL_MIN_BYTES", 1000)  # two workers, each flushing
+    parallel = scan_input(data, {**params, "scan_workers": 2})
+    assert parallel.index.equals(scan_input(data, params).index)
+    assert deduplicate(parallel.records, data, params)[1] == rejected
+    # Every repeat names the first record with its content, which is kept.
+    kept_lines = set(unique.frame()["line"].tolist())
+    assert all(r["line"] not in kept_lines for r in rejected)
+
+
+def test_the_sample_of_a_category_is_its_k_smallest_priorities(sampling_params):
+    data = _records(600)
+    params = {**sampling_params, "scan_workers": 1}
+    unique, _ = deduplicate(scan_input(data, params).records, data, params)
+    sample, alloc = stratified_sample(unique, 40, 5, seed=11)
+    frame = unique.frame()
+    frame["priority"] = sampling.sample_priority(frame["key"].to_numpy(), 11)
+    for cat, k in alloc.items():
+        expected = frame[frame["category"] == cat].nsmallest(k, "priority")["line"]
+        assert sorted(sample.loc[sample["category"] == cat, "line"]) == sorted(expected)
+    assert stratified_sample(unique, 40, 5, seed=12)[0]["line"].tolist() != sample["line"].tolist()
