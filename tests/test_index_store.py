@@ -1,4 +1,4 @@
-"""The on-disk index: column store reads and writes, chunk independence, lifetime."""
+"""The on-disk index and record log: reads and writes, chunk independence, lifetime."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from phase1b_kedro import index_store, sampling
-from phase1b_kedro.index_store import ColumnStore, in_sorted
+from phase1b_kedro.index_store import ColumnStore, RecordLog, in_sorted
 from phase1b_kedro.sampling import deduplicate, scan_input, stratified_sample
 
 
@@ -106,3 +107,27 @@ def test_the_sample_of_a_category_is_its_k_smallest_priorities(sampling_params):
         expected = frame[frame["category"] == cat].nsmallest(k, "priority")["line"]
         assert sorted(sample.loc[sample["category"] == cat, "line"]) == sorted(expected)
     assert stratified_sample(unique, 40, 5, seed=12)[0]["line"].tolist() != sample["line"].tolist()
+
+
+def test_a_record_log_keeps_its_records_on_disk_in_order():
+    log = RecordLog.of({"line": i, "text": f"t{i}"} for i in range(5))
+    log.append({"line": 5, "text": "lone \ud800 surrogate"})  # orjson refuses it: escaped instead
+    assert len(log) == 6 and log[0] == {"line": 0, "text": "t0"} and log[-1]["text"] == "lone \ud800 surrogate"
+    assert [r["line"] for r in log] == list(range(6)) and log[1:3] == [log[1], log[2]]
+    assert log == [dict(r) for r in log] and log != [] and log == log
+    with pytest.raises(IndexError):
+        log[6]
+    assert copy.deepcopy(log) is log
+    path = log.path
+    assert os.path.getsize(path) > 0
+    del log
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def test_rejections_are_written_to_disk_as_they_are_found(sampling_params):
+    data = b"{bad\n" * 50 + json.dumps({"prompt": "p", "response": "r"}).encode() + b"\n"
+    scan = scan_input(data, {**sampling_params, "scan_workers": 1})
+    assert isinstance(scan.rejected, RecordLog) and len(scan.rejected) == 50
+    assert [r["line"] for r in scan.rejected] == list(range(1, 51))
+    assert {r["reason"] for r in scan.rejected} == {"malformed_json"}

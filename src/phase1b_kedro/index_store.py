@@ -1,24 +1,32 @@
-"""A table of fixed-width columns kept on disk, read and written in row ranges.
+"""A table of fixed-width columns kept on disk, read and written in row ranges; a list of
+records kept on disk.
 
 The sampling stage indexes every line of its input (a few numbers per record). Held in
 memory, that index grows with the file (about 45 bytes a record: 450 MB for ten million
 records, before any temporary); kept here, one binary file per column, every whole-index
 operation reads it in chunks of :data:`CHUNK` rows, so the memory a run needs does not depend
 on the size of its input. Files are plain native-endian arrays (``numpy.ndarray.tofile``):
-nothing else reads them, and they are removed with the store.
+nothing else reads them, and they are removed with the store. The records a stage sets
+aside (rejected lines: a preview each) are as many as its input has bad or repeated lines,
+so they go to a :class:`RecordLog` on disk too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+import orjson
 
 #: Rows per chunk of a whole-column operation: bounds its temporaries (a few MB a column).
-CHUNK = 1 << 20
+CHUNK = 1 << 19
 
 
 class ColumnStore:
@@ -137,3 +145,103 @@ def in_sorted(values: np.ndarray, sorted_array: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_array, values)
     pos[pos == len(sorted_array)] = 0
     return sorted_array[pos] == values
+
+
+class RecordLog(Sequence):
+    """JSON objects appended to a temporary JSON Lines file, read back in order (or by position).
+
+    Memory: 8 bytes a record (its offset in the file). The file is removed by :meth:`close`,
+    when the log is garbage-collected, or at interpreter exit; a copy (``copy.deepcopy``, as a
+    Kedro ``MemoryDataset`` may make) is the same log. Compares equal to a list of the same dicts.
+
+    Args:
+        directory: Where the file goes (default: the temporary directory).
+        prefix: The file name's start.
+    """
+
+    def __init__(self, directory: str | None = None, prefix: str = "records-") -> None:
+        fd, self.path = tempfile.mkstemp(prefix=prefix, suffix=".jsonl", dir=directory)
+        self._out = os.fdopen(fd, "wb")
+        self._offsets = array("q")
+        self._finalizer = weakref.finalize(self, _remove_file, self.path, self._out)
+
+    @classmethod
+    def of(cls, records: Iterable[dict[str, Any]], directory: str | None = None, prefix: str = "records-") -> RecordLog:
+        """A log holding ``records`` (any iterable, consumed once)."""
+        log = cls(directory, prefix)
+        log.extend(records)
+        return log
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._offsets.append(self._out.tell())
+        self._out.write(dump_line(record))
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.append(record)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("RecordLog index out of range")
+        self._out.flush()
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offsets[i])
+            return load_line(fh.readline())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._out.flush()
+        with open(self.path, "rb") as fh:
+            for _ in range(len(self)):
+                yield load_line(fh.readline())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, (RecordLog, list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RecordLog({len(self)} records at {self.path})"
+
+    def __deepcopy__(self, memo: dict) -> RecordLog:
+        return self
+
+    def __copy__(self) -> RecordLog:
+        return self
+
+    def close(self) -> None:
+        """Remove the file (idempotent)."""
+        self._finalizer()
+
+
+def dump_line(record: Any) -> bytes:
+    """One JSON line (orjson; a string with a lone surrogate, which orjson refuses, is escaped
+    by the standard library instead)."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(record).encode() + b"\n"
+
+
+def load_line(line: bytes) -> Any:
+    """The value of a line written by :func:`dump_line`."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # written by the standard library (escaped surrogates)
+        return json.loads(line)
+
+
+def _remove_file(path: str, handle: Any) -> None:
+    handle.close()
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -21,14 +21,17 @@ Memory: independent of the input's size. The index (about 50 bytes a record, ids
 :class:`~phase1b_kedro.index_store.ColumnStore`): the workers append their rows to column
 files every :attr:`_Part.FLUSH` rows; categories, de-duplication (hash-partitioned on disk,
 :func:`_repeats`), counts and the sample (bottom-k per category, :func:`stratified_sample`)
-read and write it in chunks of ``CHUNK`` rows; the spilled text lives on disk. What still
-grows is what the stage outputs: the rejected lines (a preview each). A stopped run (Ctrl-C,
+read and write it in chunks of ``CHUNK`` rows; the spilled text lives on disk, and so do the
+rejected lines (:class:`~phase1b_kedro.index_store.RecordLog`, 8 bytes a rejection in
+memory). What still grows, with the duplicates only, is a few numbers per duplicate (and the
+ids of the records they repeat, when records bring their own). A stopped run (Ctrl-C,
 SIGTERM) kills its workers and removes its files (:func:`_map`, :func:`_terminated`; a
 killed one's are removed by the next run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import hashlib
@@ -45,7 +48,7 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,7 +76,7 @@ from phase1b_kedro.categories import (
 )
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.datasets import RawInput
-from phase1b_kedro.index_store import CHUNK, ColumnStore, in_sorted
+from phase1b_kedro.index_store import CHUNK, ColumnStore, RecordLog, dump_line, in_sorted, load_line
 from phase1b_kedro.params import ParameterError, choice
 from phase1b_kedro.records import (
     CATEGORIES,
@@ -98,7 +101,7 @@ _FMT_CODE = {f: i for i, f in enumerate(FORMATS)}
 #: Bytes read at a time while scanning.
 _BLOCK = 4 << 20
 #: Rows per classifier/rules batch in the second pass.
-_BATCH = 50_000
+_BATCH = 10_000
 #: Seconds between two progress lines while a large input is indexed.
 PROGRESS_EVERY = 10.0
 
@@ -190,7 +193,7 @@ class ScanResult:
     """What one pass over the input found."""
 
     records: RecordIndex
-    rejected: list[dict[str, Any]]
+    rejected: RecordLog
     lines_read: int
     blank_lines: int
     input_sha256: str
@@ -338,7 +341,8 @@ class _Part:
     #: 64-bit hash of the record's id (:func:`id_hash`): ids are not held as strings.
     id_hash: array = field(default_factory=lambda: array("Q"))
     sources: dict[str, int] = field(default_factory=dict)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: Lines rejected (each written to the file ``spill`` + ``.rejected`` as it is found).
+    rejected: int = 0
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
     train: list[tuple] = field(default_factory=list)
     spill: str = ""
@@ -430,12 +434,12 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
     part = _Part()
     fd, part.spill = tempfile.mkstemp(dir=spill_dir, suffix=".spill")
     cfg_field, record, size = scanner.classifier.field_category, scanner.record, raw.size
-    train, sources, rejected = part.train, part.sources, part.rejected
+    train, sources = part.train, part.sources
     add_line, add_offset, add_key, add_fmt = part.line.append, part.offset.append, part.key.append, part.fmt.append
     add_source, add_field, add_from, add_id = (part.source.append, part.field_cat.append,
                                                part.id_from_source.append, part.id_hash.append)
     lines = 0
-    with os.fdopen(fd, "wb") as spill, _gc_paused():
+    with os.fdopen(fd, "wb") as spill, open(f"{part.spill}.rejected", "wb") as rejected, _gc_paused():
         write = spill.write
         for offset, line in _lines(raw, start, stop):
             lines += 1
@@ -459,7 +463,8 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
                 if scanner.policy == "fail":
                     lineno = _count_lines(raw, start) + lines
                     raise BadRecordError(f"input line {lineno}: {rec.reason}: {rec.detail}")
-                rejected.append(rejection_record(lines, rec, line))
+                rejected.write(dump_line(rejection_record(lines, rec, line)))
+                part.rejected += 1
                 continue
             key = int(rec.key, 16)
             add_line(lines)
@@ -678,7 +683,12 @@ def _remove_stale_spills() -> None:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             logger.info("removing %s, left by a killed sampling run", name)
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
         except OSError:  # someone else's process: not ours to judge
             continue
 
@@ -754,10 +764,11 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
                       blank_lines=blanks, input_sha256=sha256, input_bytes=raw.size, categories=categories)
 
 
-def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, list[dict], int, int, list[str]]:
+def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, RecordLog, int, int, list[str]]:
     """One index in input order from the ranges' parts (global line numbers, global source codes).
 
-    The workers' column files are copied into the store's, a chunk at a time.
+    The workers' column files are copied into the store's, a chunk at a time, and their
+    rejections into one :class:`RecordLog`.
     """
     sources: dict[str, int] = {}
     remaps = [np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int32)
@@ -775,8 +786,14 @@ def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, list[dict],
                         values = remap[values]
                     values.astype(dtype, copy=False).tofile(out)
         store.adopt(name, dtype)
-    rejected = [{**r, "line": r["line"] + int(first)} for part, first in zip(parts, firsts, strict=False)
-                for r in part.rejected]
+    rejected = RecordLog(prefix=f"{_SPILL_PREFIX}{os.getpid()}-rejected-")
+    for part, first in zip(parts, firsts, strict=False):
+        if part.rejected:
+            with open(f"{part.spill}.rejected", "rb") as fh:
+                for line in fh:
+                    rec = load_line(line)
+                    rec["line"] += int(first)
+                    rejected.append(rec)
     return store, rejected, sum(part.blanks for part in parts), int(firsts[-1]), list(sources)
 
 
@@ -894,18 +911,20 @@ _HINTS = {
 }
 
 
-def _no_records_message(rejected: list[dict], lines: int, params: Mapping[str, Any]) -> str:
+def _no_records_message(rejected: Iterable[dict], lines: int, params: Mapping[str, Any]) -> str:
     """Why nothing could be used: the commonest reasons, an example of each, the likely fix."""
-    if not rejected:
-        return "the input has no records (only blank lines)"
-    counts: dict[str, list[dict]] = {}
+    counts: dict[str, int] = {}
+    first: dict[str, dict] = {}
     for rej in rejected:
-        counts.setdefault(rej["reason"], []).append(rej)
-    top = sorted(counts.items(), key=lambda kv: -len(kv[1]))
+        counts[rej["reason"]] = counts.get(rej["reason"], 0) + 1
+        first.setdefault(rej["reason"], rej)
+    if not counts:
+        return "the input has no records (only blank lines)"
+    top = sorted(counts.items(), key=lambda kv: -kv[1])
     reason = top[0][0]
-    lines_txt = "; ".join(f"{r}: {len(v)} (e.g. line {v[0]['line']}: {v[0]['detail']})" for r, v in top[:3])
+    lines_txt = "; ".join(f"{r}: {n} (e.g. line {first[r]['line']}: {first[r]['detail']})" for r, n in top[:3])
     hint = _HINTS.get(reason, "see the rejections listed next")
-    if top[0][1][0].get("raw_preview", "").lstrip().startswith("["):
+    if first[reason].get("raw_preview", "").lstrip().startswith("["):
         hint += ("; the file looks like one JSON array (or pretty-printed JSON): convert it to one object per "
                  "line, e.g. `jq -c '.[]' FILE > FILE.jsonl`")
     fields = {k: params.get(k) for k in ("input_format", "prompt_fields", "response_fields") if k in params}
@@ -970,7 +989,7 @@ def deduplicate(index: RecordIndex, raw: RawInput | bytes,
 
     Returns:
         The de-duplicated index (a view of the same store) and the rejections (with line
-        numbers and the kept id), by line.
+        numbers, the kept id and a preview), by line, in a :class:`RecordLog` on disk.
     """
     store = index.store
     dup_rows, dup_firsts = _repeats(store, "key", index.dropped)
@@ -978,13 +997,12 @@ def deduplicate(index: RecordIndex, raw: RawInput | bytes,
         reused_rows, reused_firsts = _repeats(store, "id_hash", np.union1d(index.dropped, dup_rows))
     else:  # content-hash ids only: their hashes are the keys, unique once duplicates are out
         reused_rows = reused_firsts = np.zeros(0, dtype=np.int64)
-    # One pass over the lines involved, in file order: the ids they bring and the previews of
-    # the ones that may be dropped.
+    # The rows the rejections name, with the ids they bring (only rows with an id of their own
+    # are read back: the others' is their content hash).
     named = np.unique(np.concatenate([dup_rows, dup_firsts, reused_rows, reused_firsts]))
     cols = store.take(["line", "key", "offset", "id_from_source"], named)
     at = {row: i for i, row in enumerate(named.tolist())}
-    ids, previews = _read_back(raw, cols, params, np.flatnonzero(cols["id_from_source"]),
-                               np.searchsorted(named, np.concatenate([dup_rows, reused_rows])))
+    ids = _read_ids(raw, cols, params, np.flatnonzero(cols["id_from_source"]))
 
     def shown(row: int) -> str:
         i = at[row]
@@ -994,24 +1012,26 @@ def deduplicate(index: RecordIndex, raw: RawInput | bytes,
         return int(cols["line"][at[row]])
 
     # The same id, not a hash collision.
-    same_id = [shown(r) == shown(f) for r, f in zip(reused_rows.tolist(), reused_firsts.tolist(), strict=True)]
-    rejected = [
-        {"line": line(r), "reason": "duplicate", "id": shown(r),
-         "detail": f"same prompt and reference as id {shown(f)}", "raw_preview": previews[at[r]]}
-        for r, f in zip(dup_rows.tolist(), dup_firsts.tolist(), strict=True)
-    ] + [
-        {"line": line(r), "reason": "duplicate_id", "id": shown(r),
-         "detail": f"id already used by the record on line {line(f)} (different content)",
-         "raw_preview": previews[at[r]]}
-        for r, f, same in zip(reused_rows.tolist(), reused_firsts.tolist(), same_id, strict=True) if same
-    ]
-    rejected.sort(key=lambda r: r["line"])
-    dropped = np.concatenate([dup_rows, reused_rows[np.asarray(same_id, dtype=bool)]]) if same_id else dup_rows
+    same_id = np.array([shown(r) == shown(f) for r, f in zip(reused_rows.tolist(), reused_firsts.tolist(), strict=True)],
+                       dtype=bool)
+    dropped = np.concatenate([dup_rows, reused_rows[same_id]])
+    firsts = np.concatenate([dup_firsts, reused_firsts[same_id]])
+    is_dup = np.arange(len(dropped)) < len(dup_rows)
+    order = np.argsort(dropped, kind="stable")  # rows ascending: lines ascending
+    rejected = RecordLog(prefix=f"{_SPILL_PREFIX}{os.getpid()}-duplicates-")
+    with _gc_paused():
+        for k, raw_line in zip(order.tolist(), iter_lines(raw, cols["offset"][np.searchsorted(named, dropped[order])]
+                                                           .tolist()), strict=True):
+            r, f = int(dropped[k]), int(firsts[k])
+            detail = (f"same prompt and reference as id {shown(f)}" if is_dup[k]
+                      else f"id already used by the record on line {line(f)} (different content)")
+            rejected.append({"line": line(r), "reason": "duplicate" if is_dup[k] else "duplicate_id", "id": shown(r),
+                             "detail": detail, "raw_preview": _preview(raw_line)})
     return (index.without(dropped) if len(dropped) else index), rejected
 
 
 #: Rows per partition of :func:`_repeats` (its memory: about 50 bytes a row).
-_PARTITION_ROWS = 1 << 21
+_PARTITION_ROWS = 1 << 20
 
 
 def _repeats(store: ColumnStore, name: str, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1067,33 +1087,15 @@ def _repeats_in(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return rows[~new], first_of_group[~new]
 
 
-def _read_back(raw: RawInput | bytes, cols: Mapping[str, np.ndarray], params: Mapping[str, Any],
-               id_rows: np.ndarray, preview_rows: np.ndarray) -> tuple[dict[int, str], dict[int, str]]:
-    """Read some index rows' lines back once, in file order.
-
-    Args:
-        cols: ``offset`` (ascending) of the rows.
-        id_rows: Positions in ``cols`` whose lines bring their own id (only the id is decoded:
-            these lines normalised once).
-        preview_rows: Positions whose ``raw_preview`` is wanted.
-
-    Returns:
-        ``{position: id}`` and ``{position: raw_preview}``.
-    """
-    wanted = np.union1d(id_rows, preview_rows).astype(np.int64)
-    if not len(wanted):
-        return {}, {}
+def _read_ids(raw: RawInput | bytes, cols: Mapping[str, np.ndarray], params: Mapping[str, Any],
+              positions: np.ndarray) -> dict[int, str]:
+    """``{position: id}`` of the index rows at ``positions`` of ``cols`` (whose ``offset`` is
+    ascending), read back from their lines in file order; only the id is decoded (these
+    lines normalised once)."""
     cfg = FieldConfig.from_params(params)
-    id_set, preview_set = set(id_rows.tolist()), set(preview_rows.tolist())
-    ids: dict[int, str] = {}
-    previews: dict[int, str] = {}
     with _gc_paused():
-        for i, line in zip(wanted.tolist(), iter_lines(raw, cols["offset"][wanted].tolist()), strict=True):
-            if i in id_set:
-                ids[i] = source_id(orjson.loads(line), cfg)
-            if i in preview_set:
-                previews[i] = _preview(line)
-    return ids, previews
+        return {i: source_id(orjson.loads(line), cfg)
+                for i, line in zip(positions.tolist(), iter_lines(raw, cols["offset"][positions].tolist()), strict=True)}
 
 
 def stratified_sample(index: RecordIndex, num_samples: int, min_per_category: int,

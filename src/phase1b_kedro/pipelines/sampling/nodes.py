@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from typing import Any
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from phase1b_kedro.categories import METHODS
 from phase1b_kedro.datasets import RawInput
+from phase1b_kedro.index_store import RecordLog
 from phase1b_kedro.records import CATEGORIES
 from phase1b_kedro.sampling import (
     RecordIndex,
@@ -21,7 +23,7 @@ from phase1b_kedro.sampling import (
 
 
 def index_records(raw_prompts: RawInput | bytes,
-                  params: dict[str, Any]) -> tuple[RecordIndex, list[dict], list[dict], dict]:
+                  params: dict[str, Any]) -> tuple[RecordIndex, RecordLog, RecordLog, dict]:
     """Parse, normalise and categorise every input line into a compact index, without duplicates.
 
     Exact duplicates (same conversation and reference) and reused ids are dropped here, the
@@ -91,11 +93,11 @@ def summarise_sampling(
     scan_info: dict,
     unique_index: RecordIndex,
     sampled_index: pd.DataFrame,
-    quarantined: list[dict],
-    duplicates: list[dict],
+    quarantined: RecordLog,
+    duplicates: RecordLog,
     params: dict[str, Any],
-) -> tuple[dict, list[dict]]:
-    """Reconcile the counts and gather every rejected line in one list.
+) -> tuple[dict, RecordLog]:
+    """Reconcile the counts and gather every rejected line in one log.
 
     Args:
         scan_info: Counts from :func:`index_records` (with the formats of all usable records).
@@ -106,12 +108,14 @@ def summarise_sampling(
         params: The ``sampling`` parameter group.
 
     Returns:
-        ``test_dataset_stats`` and ``rejected_records`` (sorted by line).
+        ``test_dataset_stats`` and ``rejected_records`` (by line; both inputs are, so they
+        are merged as they are read, on disk).
 
     Raises:
         AssertionError: If the counts do not reconcile (a record would be lost).
     """
-    rejected = sorted(quarantined + duplicates, key=lambda r: r["line"])
+    rejected = RecordLog.of(heapq.merge(quarantined, duplicates, key=lambda r: r["line"]))
+    by_reason = Counter(r["reason"] for r in rejected)
     read = scan_info["lines_read"]
     if read != len(unique_index) + len(rejected):
         raise AssertionError(f"sampling lost records: read {read} != accepted {len(unique_index)} + rejected {len(rejected)}")
@@ -123,8 +127,8 @@ def summarise_sampling(
         "blank_lines": scan_info["blank_lines"],
         "accepted": len(unique_index),
         "rejected": len(rejected),
-        "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejected).items())),
-        "duplicates_dropped": sum(r["reason"] == "duplicate" for r in rejected),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "duplicates_dropped": by_reason.get("duplicate", 0),
         "formats": dict(sorted(scan_info["formats"].items())),
         **_category_counts(unique_index, sampled_index, scan_info),
         "ids_from_source": unique_index.total("id_from_source"),
