@@ -311,6 +311,39 @@ def test_raw_input_that_is_compressed_or_not_utf8_is_named_with_the_fix(tmp_path
         RawJSONLinesDataset(str(path)).load()
 
 
+@pytest.mark.parametrize(("codec", "what", "fix"), [
+    ("utf-32", "UTF-32 text", "iconv -f UTF-32 "),      # with a byte-order mark (UTF-16LE's is its start)
+    ("utf-32-le", "UTF-32 text \\(no byte-order mark\\)", "iconv -f UTF-32LE "),
+    ("utf-32-be", "UTF-32 text \\(no byte-order mark\\)", "iconv -f UTF-32BE "),
+    ("utf-16", "UTF-16 text", "iconv -f UTF-16 "),
+    ("utf-16-be", "UTF-16 text \\(no byte-order mark\\)", "iconv -f UTF-16BE "),
+])
+def test_utf16_and_utf32_are_told_apart_and_get_their_own_conversion(tmp_path, codec, what, fix):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes('{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": "d"}\n'.encode(codec))
+    with pytest.raises(DatasetError, match=f"is {what},.*`{fix}") as err:
+        RawJSONLinesDataset(str(path)).load()
+    # The conversion it names gives a file that loads.
+    iconv = fix.split()[2]
+    path.write_bytes(path.read_bytes().decode({"UTF-32": "utf-32", "UTF-32LE": "utf-32-le", "UTF-32BE": "utf-32-be",
+                                               "UTF-16": "utf-16", "UTF-16BE": "utf-16-be"}[iconv]).encode())
+    assert RawJSONLinesDataset(str(path)).load().size == path.stat().st_size, err
+
+
+@pytest.mark.parametrize("content", [
+    b'[\n  {\n    "prompt": "a",\n    "response": "b"\n  }\n]\n',                       # pretty-printed
+    b'[\n{"prompt": "a", "response": "b"},\n{"prompt": "c", "response": "d"}\n]\n',     # one object per line
+    b'\xef\xbb\xbf  [{"prompt": "a", "response": "b"},\n{"prompt": "c", "response": "d"}]\n',
+])
+def test_a_json_array_document_is_refused_with_the_conversion(tmp_path, content):
+    path = tmp_path / "prompts.json"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=r"looks like one JSON array.*jq -c '\.\[\]' FILE > FILE\.jsonl"):
+        RawJSONLinesDataset(str(path)).load()
+    path.write_bytes(b'[1, 2]\n{"prompt": "a", "response": "b"}\n')  # JSON Lines whose first line is an array
+    assert RawJSONLinesDataset(str(path)).load().size == path.stat().st_size
+
+
 def test_raw_input_through_compression_is_refused_naming_the_setting(tmp_path):
     path = tmp_path / "prompts.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"prompt": "a", "response": "b"}\n'))

@@ -274,6 +274,7 @@ class RawJSONLinesDataset(_RawInputDataset[RawInput]):
         with raw.open() as fh:
             head = fh.read(1 << 20)
             _check_encoding(head, where)
+            _check_json_array(head, where)
             if b"\r" in head and b"\n" not in head and len(head.split(b"\r")) > 2:
                 raise DatasetError(f"{where} ends its lines with CR only (classic Mac OS), not LF: convert it once "
                                    "(`tr '\\r' '\\n' < FILE > FILE.jsonl`) and point raw_prompts.filepath at the result")
@@ -292,10 +293,49 @@ _NOT_JSONL = (
     (b"BZh", "bzip2-compressed", "bunzip2 -k FILE"),
     (b"\xfd7zXZ\x00", "xz-compressed", "unxz -k FILE"),
     (b"PK\x03\x04", "a zip archive", "unzip FILE"),
-    (b"\xff\xfe", "UTF-16 or UTF-32 text", "iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8"),
-    (b"\xfe\xff", "UTF-16 text", "iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8"),
+    # Byte-order marks: UTF-32LE's starts with UTF-16LE's, so it comes first.
+    (b"\xff\xfe\x00\x00", "UTF-32 text", "iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8"),
     (b"\x00\x00\xfe\xff", "UTF-32 text", "iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8"),
+    (b"\xff\xfe", "UTF-16 text", "iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8"),
+    (b"\xfe\xff", "UTF-16 text", "iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8"),
 )
+
+
+def _nul_layout(sample: bytes) -> tuple[str, str] | None:
+    """UTF-16 or UTF-32 text without a byte-order mark, told by where its NUL bytes fall
+    (JSON text in UTF-8 holds none; mostly-ASCII JSON in UTF-16 has one in every other byte,
+    in UTF-32 three in every four)."""
+    sample = sample[:len(sample) // 4 * 4]
+    if len(sample) < 4 or sample.count(0) * 3 < len(sample):
+        return None
+    zeros = [sample[i::4].count(0) / (len(sample) // 4) for i in range(4)]
+    if min(zeros[1:]) > 0.9 and zeros[0] < 0.5:
+        return "UTF-32 text (no byte-order mark)", "iconv -f UTF-32LE -t UTF-8 FILE > FILE.utf8"
+    if min(zeros[:3]) > 0.9 and zeros[3] < 0.5:
+        return "UTF-32 text (no byte-order mark)", "iconv -f UTF-32BE -t UTF-8 FILE > FILE.utf8"
+    little = sample[1::2].count(0) > sample[::2].count(0)
+    return "UTF-16 text (no byte-order mark)", f"iconv -f UTF-16{'LE' if little else 'BE'} -t UTF-8 FILE > FILE.utf8"
+
+
+def _check_json_array(head: bytes, where: str) -> None:
+    """Stop with a clear error for a file that is one JSON document holding an array (a
+    pretty-printed export, or one object per line between ``[`` and ``]``): its first line
+    opens the array and is not a JSON value of its own, which no JSON Lines file does.
+
+    Raises:
+        DatasetError: Naming the conversion (``jq -c '.[]'``).
+    """
+    first = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").split(b"\n", 1)[0].strip()
+    if not first.startswith(b"["):
+        return
+    try:
+        orjson.loads(first)
+        return  # a complete value: a JSON Lines file whose first line is an array (quarantined, not refused)
+    except orjson.JSONDecodeError:
+        pass
+    raise DatasetError(f"{where} looks like one JSON array (its first line opens an array that later lines "
+                       f"continue), not JSON Lines (one object per line): convert it once "
+                       f"(`jq -c '.[]' FILE > FILE.jsonl`) and point raw_prompts.filepath at the result")
 
 
 def _check_encoding(head: bytes, where: str) -> None:
@@ -305,11 +345,8 @@ def _check_encoding(head: bytes, where: str) -> None:
         DatasetError: Naming what the file is and how to convert it.
     """
     found = next(((what, fix) for magic, what, fix in _NOT_JSONL if head.startswith(magic)), None)
-    sample = head[:4096]
-    if found is None and len(sample) >= 4 and sample.count(0) * 3 > len(sample):
-        # No BOM, but a NUL in every other byte: UTF-16 (JSON text in UTF-8 holds no NUL).
-        found = ("UTF-16 text (no byte-order mark)", "iconv -f UTF-16LE -t UTF-8 FILE > FILE.utf8"
-                 if sample[1::2].count(0) > sample[::2].count(0) else "iconv -f UTF-16BE -t UTF-8 FILE > FILE.utf8")
+    if found is None:
+        found = _nul_layout(head[:4096])
     if found is not None:
         what, fix = found
         raise DatasetError(f"{where} is {what}, not UTF-8 JSON Lines: sampling reads the file in byte ranges "

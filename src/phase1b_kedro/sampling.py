@@ -25,7 +25,7 @@ read and write it in chunks of ``CHUNK`` rows; the spilled text lives on disk, a
 rejected lines (:class:`~phase1b_kedro.index_store.RecordLog`, 8 bytes a rejection in
 memory). What still grows, with the duplicates only, is a few numbers per duplicate (and the
 ids of the records they repeat, when records bring their own). A stopped run (Ctrl-C,
-SIGTERM) kills its workers and removes its files (:func:`_map`, :func:`_terminated`; a
+SIGTERM) kills its workers and removes its files (:func:`_map`, :func:`sigterm_as_exit`; a
 killed one's are removed by the next run).
 """
 
@@ -619,7 +619,7 @@ def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None, report: Any
 
     A worker that dies (killed, out of memory) fails the run (``BrokenProcessPool``) instead
     of leaving it waiting. If anything interrupts this process (an error, Ctrl-C, SIGTERM: see
-    :func:`_terminated`), the workers are killed before the exception goes on; a worker also
+    :func:`sigterm_as_exit`), the workers are killed before the exception goes on; a worker also
     dies with this process if it is killed outright (Linux ``PR_SET_PDEATHSIG``), so none is
     ever left behind.
     """
@@ -694,10 +694,11 @@ def _remove_stale_spills() -> None:
 
 
 @contextmanager
-def _terminated() -> Iterator[None]:
+def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM raises ``SystemExit(143)`` in this process while the block runs, so that its
-    ``finally`` clauses (killing the workers, removing the spill directory) run as they do on
-    Ctrl-C; Python's default would end the process without them."""
+    ``finally`` clauses (killing the workers, removing the spill directory) and the removal of
+    the on-disk index and logs (their finalizers) run as they do on Ctrl-C; Python's default
+    would end the process without them. Nests (the outer handler is restored on leaving)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -742,7 +743,7 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     spill_dir = os.path.join(work_dir, "spill")
     os.mkdir(spill_dir)
     try:
-        with _terminated():
+        with sigterm_as_exit():
             # Bytes done per range, in memory the forked workers share (no lock: one writer each).
             progress = mp.get_context("fork").Array("q", len(cuts) - 1, lock=False) if workers > 1 else None
             _WORK.update(raw=raw, scanner=scanner, spill_dir=spill_dir, train_cap=train_cap, progress=progress)

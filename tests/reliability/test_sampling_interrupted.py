@@ -71,3 +71,39 @@ def test_a_worker_killed_mid_scan_fails_the_run_instead_of_hanging(tmp_path):
     psutil.wait_procs(workers, timeout=10)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
     assert list(spills.iterdir()) == []
+
+
+DEDUPLICATE_SLOWLY = """
+import pathlib, sys, time
+import phase1b_kedro.pipelines.sampling.nodes as nodes
+from phase1b_kedro.datasets import RawInput
+deduplicate = nodes.deduplicate
+def slow(*args, **kwargs):
+    pathlib.Path(sys.argv[2]).write_text("deduplicating")
+    time.sleep(60)
+    return deduplicate(*args, **kwargs)
+nodes.deduplicate = slow
+nodes.index_records(RawInput(sys.argv[1]), {"scan_workers": 1})
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on Linux")
+def test_sigterm_after_the_scan_removes_the_on_disk_index_and_logs(tmp_path):
+    """Once the scan is done the index and the rejections live on disk; a SIGTERM during
+    de-duplication (still the indexing node) removes them too."""
+    data = tmp_path / "small.jsonl"
+    data.write_bytes(_big_file(tmp_path / "x.jsonl", 2000).read_bytes() + b"{bad\n")
+    spills, started = tmp_path / "tmp", tmp_path / "started"
+    spills.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(spills)}
+    proc = subprocess.Popen([sys.executable, "-c", DEDUPLICATE_SLOWLY, str(data), str(started)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), proc.stderr.read() if proc.poll() is not None else "de-duplication did not start"
+    assert any(p.name.startswith("phase1b-scan-") for p in spills.iterdir())  # the index and the rejections
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert list(spills.iterdir()) == []

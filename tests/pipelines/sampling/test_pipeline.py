@@ -48,6 +48,16 @@ def test_bad_lines_are_quarantined_with_line_and_reason(sampling_params):
     assert all(r["raw_preview"] for r in out["rejected_records"])
 
 
+def test_a_run_that_quarantines_many_lines_says_so(sampling_params, caplog):
+    good = jsonl(*records_for("math", 40))
+    out = run_pipeline(good + b"{bad\n" * 2, sampling_params)  # 2 of 42 (under 5%): quiet
+    assert out["test_dataset_stats"]["rejected"] == 2
+    assert "sampling quarantined" not in caplog.text
+    run_pipeline(good + b"{bad\n" * 3 + b'{"foo": 1}\n' * 2 + jsonl(*records_for("math", 2)) * 2, sampling_params)
+    # Duplicates (2 here) are not bad lines: 5 of 49.
+    assert "sampling quarantined 5 of 49 input lines (10%; malformed_json: 3, unknown_format: 2)" in caplog.text
+
+
 def test_fail_policy_stops_naming_the_line(sampling_params):
     data = jsonl({"prompt": "a", "response": "b"}) + b"{oops\n"
     with pytest.raises(BadRecordError, match="line 2: malformed_json"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import Counter
 from typing import Any
 
@@ -18,8 +19,15 @@ from phase1b_kedro.sampling import (
     build_records,
     deduplicate,
     scan_input,
+    sigterm_as_exit,
     stratified_sample,
 )
+
+
+logger = logging.getLogger(__name__)
+
+#: Above this share of input lines quarantined (duplicates aside), the run logs a warning.
+BAD_LINES_WARN_SHARE = 0.05
 
 
 def index_records(raw_prompts: RawInput | bytes,
@@ -44,6 +52,12 @@ def index_records(raw_prompts: RawInput | bytes,
     Raises:
         NoRecordsError: When no line is usable (the message names the likely cause).
     """
+    with sigterm_as_exit():  # a stopped run removes its on-disk index and logs
+        return _index_records(raw_prompts, params)
+
+
+def _index_records(raw_prompts: RawInput | bytes,
+                   params: dict[str, Any]) -> tuple[RecordIndex, RecordLog, RecordLog, dict]:
     scan = scan_input(raw_prompts, params)
     info = {
         "lines_read": scan.lines_read,
@@ -119,6 +133,11 @@ def summarise_sampling(
     read = scan_info["lines_read"]
     if read != len(unique_index) + len(rejected):
         raise AssertionError(f"sampling lost records: read {read} != accepted {len(unique_index)} + rejected {len(rejected)}")
+    bad = {reason: n for reason, n in by_reason.items() if reason not in ("duplicate", "duplicate_id")}
+    if sum(bad.values()) > BAD_LINES_WARN_SHARE * read:
+        top = ", ".join(f"{reason}: {n}" for reason, n in sorted(bad.items(), key=lambda kv: -kv[1])[:3])
+        logger.warning("sampling quarantined %d of %d input lines (%.0f%%; %s): see rejected_records for each "
+                       "line and its reason", sum(bad.values()), read, 100 * sum(bad.values()) / read, top)
     settings = SamplingSettings.from_params(params)
     stats = {
         "input_sha256": scan_info["input_sha256"],
