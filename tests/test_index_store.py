@@ -131,3 +131,16 @@ def test_rejections_are_written_to_disk_as_they_are_found(sampling_params):
     assert isinstance(scan.rejected, RecordLog) and len(scan.rejected) == 50
     assert [r["line"] for r in scan.rejected] == list(range(1, 51))
     assert {r["reason"] for r in scan.rejected} == {"malformed_json"}
+
+
+def test_a_full_temporary_directory_is_named_with_the_fix(sampling_params, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sampling, "_merge", full)
+    data = json.dumps({"prompt": "p", "response": "r"}).encode() + b"\n"
+    with pytest.raises(OSError, match="no space left in the temporary directory .* set TMPDIR") as err:
+        scan_input(data, {**sampling_params, "scan_workers": 1})
+    assert err.value.errno == errno.ENOSPC

@@ -269,7 +269,7 @@ class RawJSONLinesDataset(_RawInputDataset[RawInput]):
         if self._open_args_load.get("compression"):
             raise DatasetError(f"{where}: raw_prompts cannot be read through compression="
                                f"{self._open_args_load['compression']!r} (sampling reads the file in byte ranges and "
-                               "by offset); decompress it once (e.g. `gunzip -k`) and point filepath at the result")
+                               "by offset); decompress it once (e.g. `gzip -dc FILE > FILE.jsonl`) and point filepath at the result")
         raw = RawInput(path, self._protocol, self._fs.size(path), storage_options=self._storage_options)
         with raw.open() as fh:
             head = fh.read(1 << 20)
@@ -288,11 +288,12 @@ class RawJSONLinesDataset(_RawInputDataset[RawInput]):
 
 #: Leading bytes of files sampling cannot read in byte ranges: (magic, what it is, how to convert).
 _NOT_JSONL = (
-    (b"\x1f\x8b", "gzip-compressed", "gunzip -k FILE"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "zstd -d FILE"),
-    (b"BZh", "bzip2-compressed", "bunzip2 -k FILE"),
-    (b"\xfd7zXZ\x00", "xz-compressed", "unxz -k FILE"),
-    (b"PK\x03\x04", "a zip archive", "unzip FILE"),
+    # The commands write next to FILE whatever its name (gunzip -k refuses a name without .gz).
+    (b"\x1f\x8b", "gzip-compressed", "gzip -dc FILE > FILE.jsonl"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "zstd -dc FILE > FILE.jsonl"),
+    (b"BZh", "bzip2-compressed", "bzip2 -dc FILE > FILE.jsonl"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "xz -dc FILE > FILE.jsonl"),
+    (b"PK\x03\x04", "a zip archive", "unzip -p FILE > FILE.jsonl"),
     # Byte-order marks: UTF-32LE's starts with UTF-16LE's, so it comes first.
     (b"\xff\xfe\x00\x00", "UTF-32 text", "iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8"),
     (b"\x00\x00\xfe\xff", "UTF-32 text", "iconv -f UTF-32 -t UTF-8 FILE > FILE.utf8"),

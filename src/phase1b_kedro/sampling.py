@@ -31,8 +31,10 @@ killed one's are removed by the next run).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import errno
 import gc
 import hashlib
 import heapq
@@ -53,6 +55,11 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: stale files are judged by their pid alone
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import orjson
@@ -76,7 +83,14 @@ from phase1b_kedro.categories import (
 )
 from phase1b_kedro.configs import load_config
 from phase1b_kedro.datasets import RawInput
-from phase1b_kedro.index_store import CHUNK, ColumnStore, RecordLog, dump_line, in_sorted, load_line
+from phase1b_kedro.index_store import (
+    CHUNK,
+    ColumnStore,
+    RecordLog,
+    dump_line,
+    in_sorted,
+    load_line,
+)
 from phase1b_kedro.params import ParameterError, choice
 from phase1b_kedro.records import (
     CATEGORIES,
@@ -669,28 +683,67 @@ def _worker_init() -> None:
 
 
 _SPILL_PREFIX = "phase1b-scan-"
+_LOCK = "owner.lock"
+_SESSION: dict[str, Any] = {}
+
+
+def temp_dir() -> str:
+    """This process's directory for the stage's temporary files (``phase1b-scan-<pid>-*`` in the
+    temporary directory, ``TMPDIR``): the scans' spills and on-disk indexes, the rejection
+    logs. It holds a lock file locked (``flock``) for as long as the process lives, by which
+    another run tells a live directory from one a killed run left (:func:`_remove_stale_spills`),
+    whatever the process or container; it is removed at exit."""
+    if _SESSION.get("pid") != os.getpid():  # not yet, or a forked child's
+        path = tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-")
+        fd = os.open(os.path.join(path, _LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _SESSION.update(pid=os.getpid(), path=path, fd=fd)
+        atexit.register(shutil.rmtree, path, True)
+    return _SESSION["path"]
 
 
 def _remove_stale_spills() -> None:
-    """Remove spill directories left by a scan whose process was killed outright (SIGKILL, OOM):
-    ``phase1b-scan-<pid>-*`` in the temporary directory, where no process ``<pid>`` exists."""
+    """Remove what a sampling run killed outright (SIGKILL, out of memory) left: the
+    ``phase1b-scan-*`` directories whose lock (see :func:`temp_dir`) nobody holds. One
+    without a lock file (being created, or left by an older version) is judged by its
+    ``<pid>``: removed when no such process exists."""
     root = tempfile.gettempdir()
     for name in os.listdir(root):
         pid = name[len(_SPILL_PREFIX):].split("-", 1)[0]
-        if not name.startswith(_SPILL_PREFIX) or not pid.isdigit():
+        path = os.path.join(root, name)
+        if not name.startswith(_SPILL_PREFIX) or not pid.isdigit() or not _abandoned(path, int(pid)):
             continue
+        logger.info("removing %s, left by a killed sampling run", name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+def _abandoned(path: str, pid: int) -> bool:
+    """Whether no live run owns ``path`` (its lock is free; without one, no process ``pid``)."""
+    lock = os.path.join(path, _LOCK)
+    if fcntl is not None and os.path.isfile(lock):
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            logger.info("removing %s, left by a killed sampling run", name)
-            path = os.path.join(root, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-        except OSError:  # someone else's process: not ours to judge
-            continue
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:  # held: a live run's
+            return False
+        finally:
+            os.close(fd)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # someone else's process: not ours to judge
+        return False
+    return False
 
 
 @contextmanager
@@ -739,7 +792,7 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     _remove_stale_spills()
     # The index's directory (removed with the index, see ColumnStore); the spill inside it goes
     # when the scan ends.
-    work_dir = tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-")
+    work_dir = tempfile.mkdtemp(prefix="scan-", dir=temp_dir())
     spill_dir = os.path.join(work_dir, "spill")
     os.mkdir(spill_dir)
     try:
@@ -758,8 +811,12 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
             finally:
                 _WORK.clear()
                 shutil.rmtree(spill_dir, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left in the temporary directory {tempfile.gettempdir()} while "
+                          f"indexing (the stage keeps its index there: about 60 bytes a record, plus up to 600 for "
+                          f"each record without a category field); set TMPDIR to a directory with more room") from exc
         raise
     return ScanResult(records=RecordIndex(store, sources), rejected=rejected, lines_read=lines - blanks,
                       blank_lines=blanks, input_sha256=sha256, input_bytes=raw.size, categories=categories)
@@ -787,7 +844,7 @@ def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, RecordLog, 
                         values = remap[values]
                     values.astype(dtype, copy=False).tofile(out)
         store.adopt(name, dtype)
-    rejected = RecordLog(prefix=f"{_SPILL_PREFIX}{os.getpid()}-rejected-")
+    rejected = RecordLog(temp_dir(), prefix="rejected-")
     for part, first in zip(parts, firsts, strict=False):
         if part.rejected:
             with open(f"{part.spill}.rejected", "rb") as fh:
@@ -909,6 +966,8 @@ _HINTS = {
     "not_an_object": "the lines are not JSON objects (a JSON array file is not JSON Lines)",
     "invalid_utf8": "the file is not UTF-8",
     "duplicate": "every line repeats another",
+    "prompt_too_long": "every conversation is longer than sampling.max_prompt_chars: raise it if such prompts are "
+                       "meant (e.g. --params sampling.max_prompt_chars=1000000)",
 }
 
 
@@ -1019,7 +1078,7 @@ def deduplicate(index: RecordIndex, raw: RawInput | bytes,
     firsts = np.concatenate([dup_firsts, reused_firsts[same_id]])
     is_dup = np.arange(len(dropped)) < len(dup_rows)
     order = np.argsort(dropped, kind="stable")  # rows ascending: lines ascending
-    rejected = RecordLog(prefix=f"{_SPILL_PREFIX}{os.getpid()}-duplicates-")
+    rejected = RecordLog(temp_dir(), prefix="duplicates-")
     with _gc_paused():
         for k, raw_line in zip(order.tolist(), iter_lines(raw, cols["offset"][np.searchsorted(named, dropped[order])]
                                                            .tolist()), strict=True):

@@ -107,3 +107,29 @@ def test_sigterm_after_the_scan_removes_the_on_disk_index_and_logs(tmp_path):
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
     assert list(spills.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="flock as on Linux")
+def test_a_live_runs_files_are_told_by_their_lock_not_their_pid(tmp_path, monkeypatch):
+    """A run in another PID namespace (a container sharing the temporary directory) has a pid
+    that does not exist here: its lock, not its pid, says that it is alive."""
+    import fcntl
+    import tempfile
+
+    from phase1b_kedro import sampling
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    live = tmp_path / "phase1b-scan-999999999-live"  # no such pid here
+    live.mkdir()
+    fd = os.open(live / "owner.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held, as its owner does while it runs
+    dead = tmp_path / "phase1b-scan-1-dead"  # pid 1 exists: only its free lock says it is dead
+    dead.mkdir()
+    (dead / "owner.lock").touch()
+    monkeypatch.setattr(sampling, "_SESSION", {})
+    mine = Path(sampling.temp_dir())  # this process's own: locked
+    sampling._remove_stale_spills()
+    assert live.exists() and mine.exists() and not dead.exists()
+    os.close(fd)  # its owner is gone
+    sampling._remove_stale_spills()
+    assert not live.exists() and mine.exists()

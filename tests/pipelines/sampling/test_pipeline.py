@@ -368,3 +368,11 @@ def test_a_parallel_scan_reports_its_progress(sampling_params, monkeypatch, capl
         scan_input(data, {**sampling_params, "scan_workers": 2})
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexing the input: ")]
     assert lines and all(" GB read (" in line and "% of" not in line for line in lines)
+
+
+def test_when_every_conversation_is_too_long_the_error_names_the_parameter(sampling_params):
+    from phase1b_kedro.sampling import NoRecordsError
+
+    data = jsonl({"prompt": "a" * 50, "response": "b"}, {"prompt": "c" * 60, "response": "d"})
+    with pytest.raises(NoRecordsError, match=r"longer than sampling.max_prompt_chars: raise it.*prompt_too_long: 2"):
+        scan_input(data, {**sampling_params, "max_prompt_chars": 10})

@@ -21,8 +21,8 @@ from phase1b_kedro.sampling import (
     scan_input,
     sigterm_as_exit,
     stratified_sample,
+    temp_dir,
 )
-
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def summarise_sampling(
     Raises:
         AssertionError: If the counts do not reconcile (a record would be lost).
     """
-    rejected = RecordLog.of(heapq.merge(quarantined, duplicates, key=lambda r: r["line"]))
+    rejected = RecordLog.of(heapq.merge(quarantined, duplicates, key=lambda r: r["line"]), temp_dir(), "rejected-")
     by_reason = Counter(r["reason"] for r in rejected)
     read = scan_info["lines_read"]
     if read != len(unique_index) + len(rejected):
