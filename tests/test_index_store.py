@@ -144,3 +144,40 @@ def test_a_full_temporary_directory_is_named_with_the_fix(sampling_params, monke
     with pytest.raises(OSError, match="no space left in the temporary directory .* set TMPDIR") as err:
         scan_input(data, {**sampling_params, "scan_workers": 1})
     assert err.value.errno == errno.ENOSPC
+
+
+def test_deduplication_is_the_one_pass_in_file_order(sampling_params, monkeypatch):
+    """A record is dropped only for an earlier *kept* record: one dropped for its id does not
+    block a later record with its content (checked against a plain sequential pass)."""
+    lines = [json.dumps(r).encode() + b"\n" for r in (
+        {"id": "x", "prompt": "c1", "response": "r"},
+        {"id": "x", "prompt": "c2", "response": "r"},   # id x taken: duplicate_id
+        {"id": "z", "prompt": "c2", "response": "r"},   # c2 was not kept: kept
+        {"id": "z", "prompt": "c3", "response": "r"},   # id z now taken: duplicate_id of line 3
+        {"id": "w", "prompt": "c2", "response": "r"},   # c2 kept at line 3: duplicate
+    )]
+    data = b"".join(lines) + _records(4000)
+    params = {**sampling_params, "scan_workers": 1}
+    unique, rejected = deduplicate(scan_input(data, params).records, data, params)
+    assert [(r["line"], r["reason"], r["id"]) for r in rejected[:3]] == [
+        (2, "duplicate_id", "x"), (4, "duplicate_id", "z"), (5, "duplicate", "w")]
+    assert rejected[1]["detail"] == "id already used by the record on line 3 (different content)"
+    assert rejected[2]["detail"] == "same prompt and reference as id z"
+    # The whole file against a sequential pass with sets.
+    kept, contents, ids, expected = [], set(), set(), []
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        rec = json.loads(raw)
+        content = (rec["prompt"], rec["response"])
+        rec_id = rec.get("id", content)
+        if content in contents:
+            expected.append((lineno, "duplicate"))
+        elif rec_id in ids:
+            expected.append((lineno, "duplicate_id"))
+        else:
+            kept.append(lineno)
+            contents.add(content)
+            ids.add(rec_id)
+    assert [(r["line"], r["reason"]) for r in rejected] == expected
+    assert unique.frame()["line"].tolist() == kept
+    monkeypatch.setattr(sampling, "_PARTITION_ROWS", 300)  # the same through hash partitions
+    assert deduplicate(scan_input(data, params).records, data, params)[1] == rejected

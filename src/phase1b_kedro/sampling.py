@@ -1032,15 +1032,16 @@ def display_id(rec_id: str, key: int) -> str:
 
 
 def deduplicate(index: RecordIndex, raw: RawInput | bytes,
-                params: Mapping[str, Any]) -> tuple[RecordIndex, list[dict[str, Any]]]:
+                params: Mapping[str, Any]) -> tuple[RecordIndex, RecordLog]:
     """Drop exact duplicates (same conversation and reference) and reused ids.
 
-    The first occurrence is kept. A later record with the same content is rejected as
-    ``duplicate``; one whose id an earlier record already has (its own, or its content-hash id
-    ``h-...``) as ``duplicate_id``. Ids are compared by :func:`id_hash`; every id a rejection
-    names is read back from its line, and a reused id is confirmed on the text (a hash
-    collision cannot reject a record). Repeats are found in partitions of the hashes
-    (:func:`_repeats`), so the memory this takes does not grow with the input.
+    As one pass in file order would: a record is kept unless an earlier *kept* record has the
+    same content (``duplicate``) or the same id (``duplicate_id``: its own id, or its
+    content-hash id ``h-...``). A record dropped for its id does not block a later record with
+    its content. Ids are compared by :func:`id_hash`, then on their text (a hash collision
+    cannot reject a record). Only the records that share a content hash or an id hash with
+    another are looked at: they are found in partitions of the hashes (:func:`_repeats`), so
+    the memory this takes grows with the repeats (a few numbers each), not with the input.
 
     Args:
         index: The record index (see :func:`scan_input`), in input order.
@@ -1049,45 +1050,131 @@ def deduplicate(index: RecordIndex, raw: RawInput | bytes,
 
     Returns:
         The de-duplicated index (a view of the same store) and the rejections (with line
-        numbers, the kept id and a preview), by line, in a :class:`RecordLog` on disk.
+        numbers, the kept record's id or line and a preview), by line, in a
+        :class:`RecordLog` on disk.
     """
     store = index.store
-    dup_rows, dup_firsts = _repeats(store, "key", index.dropped)
+    key_rows, key_group = _groups(*_repeats(store, "key", index.dropped))
+    id_rows = id_group = np.zeros(0, dtype=np.int64)
     if index.total("id_from_source"):
-        reused_rows, reused_firsts = _repeats(store, "id_hash", np.union1d(index.dropped, dup_rows))
-    else:  # content-hash ids only: their hashes are the keys, unique once duplicates are out
-        reused_rows = reused_firsts = np.zeros(0, dtype=np.int64)
-    # The rows the rejections name, with the ids they bring (only rows with an id of their own
-    # are read back: the others' is their content hash).
-    named = np.unique(np.concatenate([dup_rows, dup_firsts, reused_rows, reused_firsts]))
-    cols = store.take(["line", "key", "offset", "id_from_source"], named)
-    at = {row: i for i, row in enumerate(named.tolist())}
-    ids = _read_ids(raw, cols, params, np.flatnonzero(cols["id_from_source"]))
-
-    def shown(row: int) -> str:
-        i = at[row]
-        return display_id(ids.get(i, ""), cols["key"][i])
-
-    def line(row: int) -> int:
-        return int(cols["line"][at[row]])
-
-    # The same id, not a hash collision.
-    same_id = np.array([shown(r) == shown(f) for r, f in zip(reused_rows.tolist(), reused_firsts.tolist(), strict=True)],
-                       dtype=bool)
-    dropped = np.concatenate([dup_rows, reused_rows[same_id]])
-    firsts = np.concatenate([dup_firsts, reused_firsts[same_id]])
-    is_dup = np.arange(len(dropped)) < len(dup_rows)
-    order = np.argsort(dropped, kind="stable")  # rows ascending: lines ascending
+        id_rows, id_group = _groups(*_repeats(store, "id_hash", index.dropped))
+        # A group of content-hash ids only is a group of equal contents: the content check covers it.
+        own = store.take(["id_from_source"], id_rows)["id_from_source"] != 0
+        keep = in_sorted(id_group, np.unique(id_group[own]))
+        id_rows, id_group = id_rows[keep], id_group[keep]
+    while True:
+        dropped, blocker, by_id = _first_kept(key_rows, key_group, id_rows, id_group)
+        # The same id, not a hash collision: each id drop is confirmed on the ids' text; a
+        # group whose hash two different ids share is split by text and the pass run again.
+        collided = _id_collisions(raw, store, params, dropped[by_id], blocker[by_id])
+        if not len(collided):
+            break
+        split = in_sorted(id_group, np.unique(id_group[np.searchsorted(id_rows, collided)]))  # their groups
+        texts = pd.Series(_display_ids(raw, store, params, id_rows[split]), dtype=object)
+        labels = pd.factorize(pd.Series(id_group[split]).astype(str) + "\x00" + texts)[0]
+        id_group = id_group.copy()
+        id_group[split] = int(id_group.max(initial=0)) + 1 + labels
     rejected = RecordLog(temp_dir(), prefix="duplicates-")
-    with _gc_paused():
-        for k, raw_line in zip(order.tolist(), iter_lines(raw, cols["offset"][np.searchsorted(named, dropped[order])]
-                                                           .tolist()), strict=True):
-            r, f = int(dropped[k]), int(firsts[k])
-            detail = (f"same prompt and reference as id {shown(f)}" if is_dup[k]
-                      else f"id already used by the record on line {line(f)} (different content)")
-            rejected.append({"line": line(r), "reason": "duplicate" if is_dup[k] else "duplicate_id", "id": shown(r),
-                             "detail": detail, "raw_preview": _preview(raw_line)})
+    for lo in range(0, len(dropped), _BATCH):
+        _write_rejections(rejected, raw, store, params, dropped[lo:lo + _BATCH], blocker[lo:lo + _BATCH],
+                          by_id[lo:lo + _BATCH])
     return (index.without(dropped) if len(dropped) else index), rejected
+
+
+def _groups(later: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the groups :func:`_repeats` found (ascending) and each one's group (the row
+    of its first member)."""
+    rows = np.union1d(later, first)
+    group = rows.copy()
+    group[np.searchsorted(rows, later)] = first
+    return rows, group
+
+
+def _first_kept(key_rows: np.ndarray, key_group: np.ndarray, id_rows: np.ndarray,
+                id_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass in file order over the rows that share a content or an id with another.
+
+    Returns:
+        The dropped rows (ascending), the kept row that blocks each, and whether it is for the
+        id (else for the content).
+    """
+    rows = np.union1d(key_rows, id_rows)
+    kg = np.full(len(rows), -1, dtype=np.int64)
+    ig = np.full(len(rows), -1, dtype=np.int64)
+    if len(key_rows):
+        kg[np.searchsorted(rows, key_rows)] = np.unique(key_group, return_inverse=True)[1]
+    if len(id_rows):
+        ig[np.searchsorted(rows, id_rows)] = np.unique(id_group, return_inverse=True)[1]
+    kept_key = array("q", [-1]) * (int(kg.max(initial=-1)) + 1)  # group -> its kept row
+    kept_id = array("q", [-1]) * (int(ig.max(initial=-1)) + 1)
+    dropped, blocker, by_id = array("q"), array("q"), array("b")
+    step = 1 << 16  # rows turned into Python ints at a time
+    for lo in range(0, len(rows), step):
+        for row, k, i in zip(rows[lo:lo + step].tolist(), kg[lo:lo + step].tolist(), ig[lo:lo + step].tolist(),
+                             strict=True):
+            if k >= 0 and kept_key[k] >= 0:
+                dropped.append(row)
+                blocker.append(kept_key[k])
+                by_id.append(0)
+            elif i >= 0 and kept_id[i] >= 0:
+                dropped.append(row)
+                blocker.append(kept_id[i])
+                by_id.append(1)
+            else:
+                if k >= 0:
+                    kept_key[k] = row
+                if i >= 0:
+                    kept_id[i] = row
+    return (np.frombuffer(dropped, dtype=np.int64), np.frombuffer(blocker, dtype=np.int64),
+            np.frombuffer(by_id, dtype=np.int8).astype(bool))
+
+
+def _id_collisions(raw: RawInput | bytes, store: ColumnStore, params: Mapping[str, Any], rows: np.ndarray,
+                   blockers: np.ndarray) -> np.ndarray:
+    """The ``rows`` whose id differs in text from their blocker's (read back in batches)."""
+    found = []
+    for lo in range(0, len(rows), _BATCH):
+        r, b = rows[lo:lo + _BATCH], blockers[lo:lo + _BATCH]
+        both = np.union1d(r, b)
+        text = dict(zip(both.tolist(), _display_ids(raw, store, params, both), strict=True))
+        found.extend(x for x, y in zip(r.tolist(), b.tolist(), strict=True) if text[x] != text[y])
+    return np.asarray(found, dtype=np.int64)
+
+
+def _display_ids(raw: RawInput | bytes, store: ColumnStore, params: Mapping[str, Any], rows: np.ndarray) -> list[str]:
+    """Each row's id as shown (its own, read back from its line, or ``h-`` + its content hash);
+    ``rows`` ascending."""
+    cols = store.take(["key", "offset", "id_from_source"], rows)
+    own = np.flatnonzero(cols["id_from_source"])
+    ids = [display_id("", k) for k in cols["key"].tolist()]
+    cfg = FieldConfig.from_params(params)
+    with _gc_paused():
+        for i, line in zip(own.tolist(), iter_lines(raw, cols["offset"][own].tolist()), strict=True):
+            ids[i] = display_id(source_id(orjson.loads(line), cfg), cols["key"][i])
+    return ids
+
+
+def _write_rejections(log: RecordLog, raw: RawInput | bytes, store: ColumnStore, params: Mapping[str, Any],
+                      dropped: np.ndarray, blocker: np.ndarray, by_id: np.ndarray) -> None:
+    """Append the rejections of some dropped rows (ascending) to ``log``: line, reason, id,
+    what they repeat, and a preview of the line."""
+    blockers = np.unique(blocker)
+    blocker_ids = dict(zip(blockers.tolist(), _display_ids(raw, store, params, blockers), strict=True))
+    blocker_lines = dict(zip(blockers.tolist(), store.take(["line"], blockers)["line"].tolist(), strict=True))
+    cols = store.take(["line", "key", "offset", "id_from_source"], dropped)
+    cfg = FieldConfig.from_params(params)
+    with _gc_paused():
+        for i, raw_line in enumerate(iter_lines(raw, cols["offset"].tolist())):
+            own = source_id(orjson.loads(raw_line), cfg) if cols["id_from_source"][i] else ""
+            first = int(blocker[i])
+            log.append({
+                "line": int(cols["line"][i]),
+                "reason": "duplicate_id" if by_id[i] else "duplicate",
+                "id": display_id(own, cols["key"][i]),
+                "detail": (f"id already used by the record on line {blocker_lines[first]} (different content)"
+                           if by_id[i] else f"same prompt and reference as id {blocker_ids[first]}"),
+                "raw_preview": _preview(raw_line),
+            })
 
 
 #: Rows per partition of :func:`_repeats` (its memory: about 50 bytes a row).
@@ -1145,17 +1232,6 @@ def _repeats_in(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     new[1:] = values[1:] != values[:-1]
     first_of_group = rows[np.flatnonzero(new)][np.cumsum(new) - 1]
     return rows[~new], first_of_group[~new]
-
-
-def _read_ids(raw: RawInput | bytes, cols: Mapping[str, np.ndarray], params: Mapping[str, Any],
-              positions: np.ndarray) -> dict[int, str]:
-    """``{position: id}`` of the index rows at ``positions`` of ``cols`` (whose ``offset`` is
-    ascending), read back from their lines in file order; only the id is decoded (these
-    lines normalised once)."""
-    cfg = FieldConfig.from_params(params)
-    with _gc_paused():
-        return {i: source_id(orjson.loads(line), cfg)
-                for i, line in zip(positions.tolist(), iter_lines(raw, cols["offset"][positions].tolist()), strict=True)}
 
 
 def stratified_sample(index: RecordIndex, num_samples: int, min_per_category: int,
