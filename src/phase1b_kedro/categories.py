@@ -232,6 +232,10 @@ class InferenceSettings:
     #: Labelled records on which the classifier is cross-validated (a deterministic subset of
     #: the training set: its cost grows with it, its precision hardly beyond a few thousand).
     classifier_estimate_records: int = 2_500
+    #: Distinct sources the source vote keeps (the first ones in file order); a source field
+    #: with more values is a per-record value, not a dataset: records of sources beyond it count
+    #: as without a source (their own text decides). Bounds the memory sources take.
+    max_sources: int = 100_000
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> InferenceSettings:

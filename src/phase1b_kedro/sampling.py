@@ -349,12 +349,16 @@ class _Part:
     offset: array = field(default_factory=lambda: array("q"))
     key: array = field(default_factory=lambda: array("Q"))
     fmt: array = field(default_factory=lambda: array("b"))
-    source: array = field(default_factory=lambda: array("q"))
+    #: :func:`source_hash` of the record's source (0: none); the store holds source codes.
+    source: array = field(default_factory=lambda: array("Q"))
     field_cat: array = field(default_factory=lambda: array("b"))
     id_from_source: array = field(default_factory=lambda: array("b"))
     #: 64-bit hash of the record's id (:func:`id_hash`): ids are not held as strings.
     id_hash: array = field(default_factory=lambda: array("Q"))
+    #: The first ``max_sources`` distinct sources of the range: name -> :func:`source_hash`.
     sources: dict[str, int] = field(default_factory=dict)
+    #: Records whose source is not among them.
+    unlisted_sources: int = 0
     #: Lines rejected (each written to the file ``spill`` + ``.rejected`` as it is found).
     rejected: int = 0
     #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
@@ -365,7 +369,7 @@ class _Part:
 
     #: The index columns: name, dtype in the worker's files, dtype in the store.
     COLUMNS = (("line", np.int64, np.int64), ("offset", np.int64, np.int64), ("key", np.uint64, np.uint64),
-               ("fmt", np.int8, np.int8), ("source", np.int64, np.int32), ("field_cat", np.int8, np.int8),
+               ("fmt", np.int8, np.int8), ("source", np.uint64, np.int32), ("field_cat", np.int8, np.int8),
                ("id_from_source", np.int8, np.int8), ("id_hash", np.uint64, np.uint64))
     #: Rows held in memory before they are appended to the column files.
     FLUSH = 1 << 16
@@ -449,6 +453,7 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
     fd, part.spill = tempfile.mkstemp(dir=spill_dir, suffix=".spill")
     cfg_field, record, size = scanner.classifier.field_category, scanner.record, raw.size
     train, sources = part.train, part.sources
+    max_sources = scanner.inference.max_sources
     add_line, add_offset, add_key, add_fmt = part.line.append, part.offset.append, part.key.append, part.fmt.append
     add_source, add_field, add_from, add_id = (part.source.append, part.field_cat.append,
                                                part.id_from_source.append, part.id_hash.append)
@@ -487,7 +492,17 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             add_fmt(_FMT_CODE[rec.format])
             add_from(rec.id_from_source)
             add_id(id_hash(rec.id) if rec.id_from_source else key)
-            add_source(sources.setdefault(rec.source, len(sources)) if rec.source else -1)
+            if rec.source:
+                hashed = sources.get(rec.source)
+                if hashed is None:
+                    hashed = source_hash(rec.source)
+                    if len(sources) < max_sources:
+                        sources[rec.source] = hashed
+                    else:
+                        part.unlisted_sources += 1
+                add_source(hashed)
+            else:
+                add_source(0)
             mapped = cfg_field(rec.source_category)
             add_field(_CAT_CODE[mapped] if mapped is not None else -1)
             if mapped is None:
@@ -804,7 +819,7 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
                 jobs = [(slot, start, stop) for slot, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))]
                 parts, sha256 = _map(_scan_worker, jobs, workers, meanwhile=lambda: _meanwhile(raw, scanner, workers),
                                      report=_progress_reporter(raw, progress) if progress is not None else None)
-                store, rejected, blanks, lines, sources = _merge(parts, work_dir)
+                store, rejected, blanks, lines, sources = _merge(parts, work_dir, scanner.inference.max_sources)
                 if store.n == 0:
                     raise NoRecordsError(_no_records_message(rejected, lines - blanks, params))
                 categories = _decide_categories(store, parts, sources, scanner, params, workers)
@@ -822,26 +837,40 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
                       blank_lines=blanks, input_sha256=sha256, input_bytes=raw.size, categories=categories)
 
 
-def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, RecordLog, int, int, list[str]]:
+def _merge(parts: list[_Part], directory: str,
+           max_sources: int) -> tuple[ColumnStore, RecordLog, int, int, list[str]]:
     """One index in input order from the ranges' parts (global line numbers, global source codes).
 
     The workers' column files are copied into the store's, a chunk at a time, and their
-    rejections into one :class:`RecordLog`.
+    rejections into one :class:`RecordLog`. The first ``max_sources`` distinct sources in file
+    order keep a code (each range kept its first ``max_sources``, which hold them), the
+    others' records count as without a source.
     """
-    sources: dict[str, int] = {}
-    remaps = [np.array([sources.setdefault(name, len(sources)) for name in part.sources] + [-1], dtype=np.int32)
-              for part in parts]
+    sources: dict[str, int] = {}  # name -> hash, the first max_sources in file order
+    for part in parts:
+        for name, hashed in part.sources.items():
+            if len(sources) < max_sources:
+                sources.setdefault(name, hashed)
+    names = list(sources)
+    by_hash = np.array(list(sources.values()), dtype=np.uint64)
+    order = np.argsort(by_hash)
+    by_hash, codes = by_hash[order], order.astype(np.int32)
+    distinct = len({name for part in parts for name in part.sources})
+    if any(part.unlisted_sources for part in parts) or distinct > max_sources:
+        logger.warning("the input names more than %d distinct sources (sampling.category_inference.max_sources): "
+                       "the source field looks like a per-record value, not a dataset; records of the sources "
+                       "beyond the first %d count as without a source", max_sources, max_sources)
     firsts = np.cumsum([0] + [part.lines for part in parts])
     store = ColumnStore(directory, sum(part.count for part in parts))
     for name, _, dtype in _Part.COLUMNS:
         with open(store.path(name), "wb") as out:
-            for part, remap, first in zip(parts, remaps, firsts, strict=False):
+            for part, first in zip(parts, firsts, strict=False):
                 for lo in range(0, part.count, CHUNK):
                     values = part.read_column(name, lo, min(part.count, lo + CHUNK))
                     if name == "line":
                         values += first
                     elif name == "source":
-                        values = remap[values]
+                        values = _source_codes(values, by_hash, codes)
                     values.astype(dtype, copy=False).tofile(out)
         store.adopt(name, dtype)
     rejected = RecordLog(temp_dir(), prefix="rejected-")
@@ -852,7 +881,21 @@ def _merge(parts: list[_Part], directory: str) -> tuple[ColumnStore, RecordLog, 
                     rec = load_line(line)
                     rec["line"] += int(first)
                     rejected.append(rec)
-    return store, rejected, sum(part.blanks for part in parts), int(firsts[-1]), list(sources)
+    return store, rejected, sum(part.blanks for part in parts), int(firsts[-1]), names
+
+
+def source_hash(name: str) -> int:
+    """A source name as a non-zero 64-bit number (BLAKE2b of its UTF-8; 0 means no source)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") | 1
+
+
+def _source_codes(hashes: np.ndarray, by_hash: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each record's source code from its :func:`source_hash` (``by_hash`` ascending, ``codes``
+    the matching codes); -1 for none and for sources not kept."""
+    if not len(by_hash):
+        return np.full(len(hashes), -1, dtype=np.int32)
+    pos = np.minimum(np.searchsorted(by_hash, hashes), len(by_hash) - 1)
+    return np.where(by_hash[pos] == hashes, codes[pos], np.int32(-1)).astype(np.int32)
 
 
 def _decide_categories(store: ColumnStore, parts: list[_Part], sources: list[str], scanner: Scanner,

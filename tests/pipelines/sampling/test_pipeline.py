@@ -376,3 +376,21 @@ def test_when_every_conversation_is_too_long_the_error_names_the_parameter(sampl
     data = jsonl({"prompt": "a" * 50, "response": "b"}, {"prompt": "c" * 60, "response": "d"})
     with pytest.raises(NoRecordsError, match=r"longer than sampling.max_prompt_chars: raise it.*prompt_too_long: 2"):
         scan_input(data, {**sampling_params, "max_prompt_chars": 10})
+
+
+def test_a_source_field_with_a_value_per_record_is_capped(sampling_params, monkeypatch, caplog):
+    """Past ``max_sources`` distinct sources (a URL per record, say), records count as without a
+    source: the memory sources take is bounded, and the first sources in file order are kept
+    whatever the number of workers."""
+    objs = [{"prompt": f"What is {i} + {i}?", "response": str(2 * i), "source": f"https://x.org/{i % 40}"}
+            for i in range(400)]
+    data = jsonl(*objs)
+    params = {**sampling_params, "category_inference": {"max_sources": 25}}
+    serial = scan_input(data, {**params, "scan_workers": 1})
+    assert "more than 25 distinct sources" in caplog.text
+    assert serial.records.sources == [f"https://x.org/{i}" for i in range(25)]
+    index = serial.index
+    assert index["source"].isna().sum() == 400 * 15 // 40 and index["source"].notna().sum() == 400 * 25 // 40
+    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_BYTES", 1000)
+    parallel = scan_input(data, {**params, "scan_workers": 2})
+    assert parallel.index.equals(index) and parallel.records.sources == serial.records.sources
