@@ -283,7 +283,7 @@ class RawJSONLinesDataset(_RawInputDataset[RawInput]):
             while block := fh.read(1 << 20):
                 if block.strip():
                     return raw
-        raise DatasetError(f"Input file is empty: {where}")
+        raise DatasetError(f"Input file is empty (nothing but blank lines): {where}")
 
 
 #: Leading bytes of files sampling cannot read in byte ranges: (magic, what it is, how to convert).
@@ -367,7 +367,7 @@ class RawBytesDataset(_RawInputDataset[bytes]):
         with self._open_for_load(path) as fh:
             data = fh.read()
         if not data.strip():
-            raise DatasetError(f"Input file is empty: {self._where(path)}")
+            raise DatasetError(f"Input file is empty (nothing but blank lines): {self._where(path)}")
         return data
 
 
