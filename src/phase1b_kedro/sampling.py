@@ -23,8 +23,8 @@ files every :attr:`_Part.FLUSH` rows; categories, de-duplication (hash-partition
 :func:`_repeats`), counts and the sample (bottom-k per category, :func:`stratified_sample`)
 read and write it in chunks of ``CHUNK`` rows; the spilled text lives on disk, and so do the
 rejected lines (:class:`~phase1b_kedro.index_store.RecordLog`, 8 bytes a rejection in
-memory). What still grows is a few numbers (about 40 bytes) per record that shares its
-content or id with another; sources are capped (``max_sources``). A stopped run (Ctrl-C,
+memory). What still grows is a few numbers (about 100 bytes at the peak) per record that
+shares its content or id with another; sources are capped (``max_sources``). A stopped run (Ctrl-C,
 SIGTERM) kills its workers and removes its files (:func:`_map`, :func:`sigterm_as_exit`; a
 killed one's are removed by the next run).
 """
