@@ -344,6 +344,13 @@ def test_a_json_array_document_is_refused_with_the_conversion(tmp_path, content)
     assert RawJSONLinesDataset(str(path)).load().size == path.stat().st_size
 
 
+def test_json_lines_wrapped_in_brackets_get_the_conversion_that_works(tmp_path):
+    path = tmp_path / "prompts.json"
+    path.write_bytes(b'[\n{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": "d"}\n]\n')  # no commas
+    with pytest.raises(DatasetError, match=r"looks like one JSON array.*sed '1d;\$d' FILE > FILE\.jsonl"):
+        RawJSONLinesDataset(str(path)).load()
+
+
 def test_raw_input_through_compression_is_refused_naming_the_setting(tmp_path):
     path = tmp_path / "prompts.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"prompt": "a", "response": "b"}\n'))

@@ -326,17 +326,24 @@ def _check_json_array(head: bytes, where: str) -> None:
     Raises:
         DatasetError: Naming the conversion (``jq -c '.[]'``).
     """
-    first = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").split(b"\n", 1)[0].strip()
-    if not first.startswith(b"["):
+    lines = [line.strip() for line in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:50] if line.strip()]
+    if not lines or not lines[0].startswith(b"["):
         return
     try:
-        orjson.loads(first)
+        orjson.loads(lines[0])
         return  # a complete value: a JSON Lines file whose first line is an array (quarantined, not refused)
     except orjson.JSONDecodeError:
         pass
+    fix = "jq -c '.[]' FILE > FILE.jsonl"
+    if lines[0] == b"[" and len(lines) > 1 and not lines[1].endswith(b","):
+        try:  # JSON Lines wrapped in [ and ] without commas: jq cannot read that
+            orjson.loads(lines[1])
+            fix = "sed '1d;$d' FILE > FILE.jsonl"
+        except orjson.JSONDecodeError:
+            pass
     raise DatasetError(f"{where} looks like one JSON array (its first line opens an array that later lines "
                        f"continue), not JSON Lines (one object per line): convert it once "
-                       f"(`jq -c '.[]' FILE > FILE.jsonl`) and point raw_prompts.filepath at the result")
+                       f"(`{fix}`) and point raw_prompts.filepath at the result")
 
 
 def _check_encoding(head: bytes, where: str) -> None:

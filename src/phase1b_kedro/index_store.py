@@ -13,6 +13,7 @@ so they go to a :class:`RecordLog` on disk too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -240,7 +241,8 @@ def load_line(line: bytes) -> Any:
 
 
 def _remove_file(path: str, handle: Any) -> None:
-    handle.close()
+    with contextlib.suppress(OSError):  # a full disk fails the flush: the file goes anyway
+        handle.close()
     try:
         os.remove(path)
     except FileNotFoundError:

@@ -709,10 +709,14 @@ def temp_dir() -> str:
     another run tells a live directory from one a killed run left (:func:`_remove_stale_spills`),
     whatever the process or container; it is removed at exit."""
     if _SESSION.get("pid") != os.getpid():  # not yet, or a forked child's
-        path = tempfile.mkdtemp(prefix=f"{_SPILL_PREFIX}{os.getpid()}-")
-        fd = os.open(os.path.join(path, _LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+        # Made and locked under another name, then renamed into place: a cleanup never sees
+        # it unlocked.
+        claim = tempfile.mkdtemp(prefix=f".phase1b-claim-{os.getpid()}-")
+        fd = os.open(os.path.join(claim, _LOCK), os.O_CREAT | os.O_RDWR, 0o600)
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
+        path = os.path.join(os.path.dirname(claim), f"{_SPILL_PREFIX}{os.getpid()}-{os.path.basename(claim)[-8:]}")
+        os.rename(claim, path)
         _SESSION.update(pid=os.getpid(), path=path, fd=fd)
         atexit.register(shutil.rmtree, path, True)
     return _SESSION["path"]
@@ -797,6 +801,26 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
         BadRecordError: Under ``on_bad_record: fail``, for the first unusable line.
         NoRecordsError: When not one line could be used.
     """
+    with disk_space_named():
+        return _scan_input(raw, params)
+
+
+@contextmanager
+def disk_space_named() -> Iterator[None]:
+    """A full temporary directory (``ENOSPC``) while the block runs says which directory, what
+    the stage keeps there and how to move it (``TMPDIR``)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"no space left in the temporary directory {tempfile.gettempdir()} (sampling "
+                      f"keeps its index there: about 60 bytes a record, plus up to 600 for each record without a "
+                      f"category field, plus the rejected lines' previews); set TMPDIR to a directory with more "
+                      f"room") from exc
+
+
+def _scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     scanner = Scanner(params)
     raw = RawInput.of(raw)
     workers = _workers(scanner.settings, raw.size)
@@ -826,12 +850,8 @@ def scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
             finally:
                 _WORK.clear()
                 shutil.rmtree(spill_dir, ignore_errors=True)
-    except BaseException as exc:
+    except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left in the temporary directory {tempfile.gettempdir()} while "
-                          f"indexing (the stage keeps its index there: about 60 bytes a record, plus up to 600 for "
-                          f"each record without a category field); set TMPDIR to a directory with more room") from exc
         raise
     return ScanResult(records=RecordIndex(store, sources), rejected=rejected, lines_read=lines - blanks,
                       blank_lines=blanks, input_sha256=sha256, input_bytes=raw.size, categories=categories)
@@ -1009,8 +1029,8 @@ _HINTS = {
     "not_an_object": "the lines are not JSON objects (a JSON array file is not JSON Lines)",
     "invalid_utf8": "the file is not UTF-8",
     "duplicate": "every line repeats another",
-    "prompt_too_long": "every conversation is longer than sampling.max_prompt_chars: raise it if such prompts are "
-                       "meant (e.g. --params sampling.max_prompt_chars=1000000)",
+    "prompt_too_long": "every conversation is longer than sampling.max_prompt_chars: if such prompts are meant, "
+                       "raise it above the lengths the rejections give (--params sampling.max_prompt_chars=N)",
 }
 
 

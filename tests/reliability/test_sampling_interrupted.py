@@ -127,7 +127,8 @@ def test_a_live_runs_files_are_told_by_their_lock_not_their_pid(tmp_path, monkey
     dead.mkdir()
     (dead / "owner.lock").touch()
     monkeypatch.setattr(sampling, "_SESSION", {})
-    mine = Path(sampling.temp_dir())  # this process's own: locked
+    mine = Path(sampling.temp_dir())  # this process's own: locked before it got its name
+    assert mine.name.startswith(f"phase1b-scan-{os.getpid()}-") and not list(tmp_path.glob(".phase1b-claim-*"))
     sampling._remove_stale_spills()
     assert live.exists() and mine.exists() and not dead.exists()
     os.close(fd)  # its owner is gone

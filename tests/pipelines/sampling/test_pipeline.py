@@ -374,7 +374,7 @@ def test_when_every_conversation_is_too_long_the_error_names_the_parameter(sampl
     from phase1b_kedro.sampling import NoRecordsError
 
     data = jsonl({"prompt": "a" * 50, "response": "b"}, {"prompt": "c" * 60, "response": "d"})
-    with pytest.raises(NoRecordsError, match=r"longer than sampling.max_prompt_chars: raise it.*prompt_too_long: 2"):
+    with pytest.raises(NoRecordsError, match=r"longer than sampling.max_prompt_chars: .*raise it above the lengths.*prompt_too_long: 2 \(e.g. line 1: 50 characters > max_prompt_chars=10\)"):
         scan_input(data, {**sampling_params, "max_prompt_chars": 10})
 
 

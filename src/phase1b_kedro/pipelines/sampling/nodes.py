@@ -18,6 +18,7 @@ from phase1b_kedro.sampling import (
     SamplingSettings,
     build_records,
     deduplicate,
+    disk_space_named,
     scan_input,
     sigterm_as_exit,
     stratified_sample,
@@ -52,7 +53,7 @@ def index_records(raw_prompts: RawInput | bytes,
     Raises:
         NoRecordsError: When no line is usable (the message names the likely cause).
     """
-    with sigterm_as_exit():  # a stopped run removes its on-disk index and logs
+    with sigterm_as_exit(), disk_space_named():  # a stopped run removes its on-disk index and logs
         return _index_records(raw_prompts, params)
 
 
@@ -128,7 +129,8 @@ def summarise_sampling(
     Raises:
         AssertionError: If the counts do not reconcile (a record would be lost).
     """
-    rejected = RecordLog.of(heapq.merge(quarantined, duplicates, key=lambda r: r["line"]), temp_dir(), "rejected-")
+    with disk_space_named():
+        rejected = RecordLog.of(heapq.merge(quarantined, duplicates, key=lambda r: r["line"]), temp_dir(), "rejected-")
     by_reason = Counter(r["reason"] for r in rejected)
     read = scan_info["lines_read"]
     if read != len(unique_index) + len(rejected):
