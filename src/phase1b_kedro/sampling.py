@@ -905,8 +905,13 @@ def _merge(parts: list[_Part], directory: str,
 
 
 def source_hash(name: str) -> int:
-    """A source name as a non-zero 64-bit number (BLAKE2b of its UTF-8; 0 means no source)."""
-    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") | 1
+    """A source name as a non-zero 64-bit number (:func:`hash64`; 0 means no source)."""
+    return hash64(name) | 1
+
+
+def hash64(text: str) -> int:
+    """BLAKE2b of ``text``'s UTF-8 (lone surrogates kept), 8 bytes, as an unsigned integer."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def _source_codes(hashes: np.ndarray, by_hash: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -1078,12 +1083,11 @@ def id_hash(rec_id: str) -> int:
 
     A content-hash id (``h-`` + 16 hex digits, made for records without one, or brought by a
     record in that form) is its hash itself, so that a record whose own id spells another
-    record's content-hash id is caught as a reused id; any other id is hashed (BLAKE2b of its
-    UTF-8, 8 bytes).
+    record's content-hash id is caught as a reused id; any other id is hashed (:func:`hash64`).
     """
     if len(rec_id) == 18 and rec_id.startswith("h-") and _HEX16.fullmatch(rec_id, 2):
         return int(rec_id[2:], 16)
-    return int.from_bytes(hashlib.blake2b(rec_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    return hash64(rec_id)
 
 
 _HEX16 = re.compile(r"[0-9a-f]{16}")
