@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -129,9 +130,16 @@ def summarise_sampling(
     Raises:
         AssertionError: If the counts do not reconcile (a record would be lost).
     """
+    by_reason: Counter[str] = Counter()
+
+    def counted(records: Iterable[dict]) -> Iterator[dict]:  # reasons counted as the merge writes them
+        for record in records:
+            by_reason[record["reason"]] += 1
+            yield record
+
     with disk_space_named():
-        rejected = RecordLog.of(heapq.merge(quarantined, duplicates, key=lambda r: r["line"]), temp_dir(), "rejected-")
-    by_reason = Counter(r["reason"] for r in rejected)
+        rejected = RecordLog.of(counted(heapq.merge(quarantined, duplicates, key=lambda r: r["line"])), temp_dir(),
+                                "rejected-")
     read = scan_info["lines_read"]
     if read != len(unique_index) + len(rejected):
         raise AssertionError(f"sampling lost records: read {read} != accepted {len(unique_index)} + rejected {len(rejected)}")
