@@ -575,15 +575,18 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
         cv_labels, cv_groups = labels_arr[cv], groups[cv]
         folds = min(5, int(np.unique(cv_labels, return_counts=True)[1].min()))
         k = min(5, len(set(cv_groups.tolist())))
+        # The feature columns are chosen once from all documents (no labels involved), so each
+        # fold only fits the linear model.
+        matrix = TextCategoryModel._matrix(docs, with_separator(TextCategoryModel.vocabulary(docs)))
         if folds >= 2:
             # Records of sources that have labelled records: what the classifier is used for first.
             splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(cv, cv_labels)
-            report["classifier_within_sources"] = _cross_validate(docs, cv_labels, splits, settings, seed,
+            report["classifier_within_sources"] = _cross_validate(matrix, cv_labels, splits, settings, seed,
                                                                   "records (their sources seen)")
         if k >= 2:
             # Whole sources held out: what to expect for a source with no labelled record.
             splits = GroupKFold(n_splits=k).split(cv, cv_labels, cv_groups)
-            report["classifier"] = _cross_validate(docs, cv_labels, splits, settings, seed, "whole sources")
+            report["classifier"] = _cross_validate(matrix, cv_labels, splits, settings, seed, "whole sources")
     right = total = 0
     for group in set(groups.tolist()):
         members = labels_arr[groups == group]
@@ -604,17 +607,13 @@ def estimate_accuracy(texts: Sequence[tuple[str, str]], sources: Sequence[str | 
     return report
 
 
-def _cross_validate(docs: Documents, labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
+def _cross_validate(matrix: Any, labels: np.ndarray, splits: Any, settings: InferenceSettings, seed: int,
                     held_out: str) -> dict[str, Any]:
-    """Accuracy of :class:`TextCategoryModel`'s estimator on each fold's held-out records.
-
-    The feature columns are chosen once from all documents (no labels involved), so each
-    fold only fits the linear model.
-    """
+    """Accuracy of :class:`TextCategoryModel`'s estimator on each fold's held-out records
+    (``matrix``: their features, CSR ``(len(labels), columns)``)."""
     n = len(labels)
     pred = np.empty(n, dtype=object)
     conf = np.zeros(n, dtype=np.float32)
-    matrix = TextCategoryModel._matrix(docs, with_separator(TextCategoryModel.vocabulary(docs)))
     folds = 0
     for train, test in splits:
         folds += 1

@@ -39,6 +39,7 @@ import gc
 import hashlib
 import heapq
 import io
+import itertools
 import logging
 import math
 import multiprocessing as mp
@@ -54,7 +55,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl
@@ -63,7 +64,7 @@ except ImportError:  # not POSIX: stale files are judged by their pid alone
 
 import numpy as np
 import orjson
-import pandas as pd
+from xxhash import xxh3_64_intdigest
 
 from phase1b_kedro.allocation import allocate
 from phase1b_kedro.categories import (
@@ -104,6 +105,9 @@ from phase1b_kedro.records import (
     source_id,
 )
 
+if TYPE_CHECKING:  # pandas is imported where a frame is made (it costs half a second of start-up)
+    import pandas as pd
+
 logger = logging.getLogger(__name__)
 
 _BOM = b"\xef\xbb\xbf"
@@ -118,6 +122,10 @@ _BLOCK = 4 << 20
 _BATCH = 10_000
 #: Seconds between two progress lines while a large input is indexed.
 PROGRESS_EVERY = 10.0
+#: A parallel scan cuts the file into this many ranges per worker (each at least
+#: ``PARALLEL_MIN_BYTES / RANGES_PER_WORKER``), taken in turn by whichever worker is free: a
+#: worker slowed by the others (this process works meanwhile) or by costlier lines takes fewer.
+RANGES_PER_WORKER = 4
 
 
 class BadRecordError(ValueError):
@@ -187,6 +195,8 @@ class RecordIndex:
             rows = np.setdiff1d(np.arange(self.store.n, dtype=np.int64), self.dropped, assume_unique=True)
         c = self.store.take(["line", "offset", "id_hash", "id_from_source", "key", "fmt", "category", "method",
                              "clf_conf", "source"], rows)
+        import pandas as pd
+
         return pd.DataFrame({
             "line": c["line"],
             "offset": c["offset"],
@@ -361,7 +371,9 @@ class _Part:
     unlisted_sources: int = 0
     #: Lines rejected (each written to the file ``spill`` + ``.rejected`` as it is found).
     rejected: int = 0
-    #: Labelled records with the smallest content hashes: (-key, system, prompt, source, category).
+    #: While scanning: the range's labelled records with the smallest content hashes, a heap of
+    #: ``(-key, -offset, system, prompt, source, category)`` (the offset breaks ties: the same
+    #: content in two lines). Written to ``spill`` + ``.train`` when the range is done.
     train: list[tuple] = field(default_factory=list)
     spill: str = ""
     #: Index rows of this range written to the column files so far.
@@ -508,12 +520,30 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
             if mapped is None:
                 write(orjson.dumps(classifier_text(rec.messages, rec.prompt), option=orjson.OPT_APPEND_NEWLINE))
             elif len(train) < train_cap:
-                heapq.heappush(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
-            elif -key > train[0][0]:
-                heapq.heapreplace(train, (-key, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
+                heapq.heappush(train, (-key, -offset, *classifier_text(rec.messages, rec.prompt), rec.source, mapped))
+            elif -key > train[0][0]:  # an equal key in a later line loses the tie
+                heapq.heapreplace(train, (-key, -offset, *classifier_text(rec.messages, rec.prompt), rec.source,
+                                          mapped))
     part.lines = lines
     part.flush()
+    with open(f"{part.spill}.train", "wb") as fh:  # smallest key (then offset) first
+        for row in sorted(train, reverse=True):
+            fh.write(dump_line([-row[0], -row[1], *row[2:]]))
+    part.train = []  # not sent back through a pipe: the parent reads the file
     return part
+
+
+def _training_rows(parts: Sequence[_Part], cap: int) -> list[tuple]:
+    """The file's ``cap`` labelled records with the smallest content hashes (ties: the earlier
+    line), from the ranges' ``.train`` files: ``(key, offset, system, prompt, source, category)``.
+    The same set whatever the number of ranges (each range kept its own ``cap`` smallest);
+    merged as read, so no more than ``cap`` are held."""
+    def rows(part: _Part) -> Iterator[tuple]:
+        with open(f"{part.spill}.train", "rb") as fh:
+            for line in fh:
+                yield tuple(load_line(line))
+
+    return list(itertools.islice(heapq.merge(*map(rows, parts), key=lambda row: (row[0], row[1])), cap))
 
 
 def _count_lines(raw: RawInput, stop: int) -> int:
@@ -640,6 +670,13 @@ def _workers(settings: SamplingSettings, size: int) -> int:
     workers = (os.cpu_count() or 1) if workers == "auto" else workers
     workers = max(1, min(workers, math.ceil(size / PARALLEL_MIN_BYTES)))
     return workers if "fork" in mp.get_all_start_methods() else 1
+
+
+def _ranges(workers: int, size: int) -> int:
+    """How many byte ranges a scan by ``workers`` processes cuts ``size`` bytes into."""
+    if workers == 1:
+        return 1
+    return max(workers, min(workers * RANGES_PER_WORKER, size * RANGES_PER_WORKER // PARALLEL_MIN_BYTES))
 
 
 def _map(func: Any, jobs: list, workers: int, meanwhile: Any = None, report: Any = None) -> tuple[list, Any]:
@@ -824,7 +861,7 @@ def _scan_input(raw: RawInput | bytes, params: Mapping[str, Any]) -> ScanResult:
     scanner = Scanner(params)
     raw = RawInput.of(raw)
     workers = _workers(scanner.settings, raw.size)
-    cuts = _line_starts(raw, workers)
+    cuts = _line_starts(raw, _ranges(workers, raw.size))
     # Each range keeps its own smallest-hash labelled records: the union holds the file's, so
     # the training set does not depend on how many workers scanned it.
     train_cap = max(1, scanner.inference.classifier_max_train)
@@ -910,8 +947,9 @@ def source_hash(name: str) -> int:
 
 
 def hash64(text: str) -> int:
-    """BLAKE2b of ``text``'s UTF-8 (lone surrogates kept), 8 bytes, as an unsigned integer."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    """XXH3-64 (as :func:`~phase1b_kedro.records.content_hash`) of ``text``'s UTF-8 (lone
+    surrogates kept), as an unsigned integer."""
+    return xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
 
 
 def _source_codes(hashes: np.ndarray, by_hash: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -938,12 +976,11 @@ def _decide_categories(store: ColumnStore, parts: list[_Part], sources: list[str
     """
     settings = scanner.inference
     seed = scanner.settings.seed
-    # Rows are (-key, ...): the largest -key are the smallest content hashes, the same set (and
-    # order) whatever the number of ranges the file was scanned in.
-    train = heapq.nlargest(settings.classifier_max_train, (row for part in parts for row in part.train))
-    texts = [(row[1], row[2]) for row in train]
-    train_sources = [row[3] for row in train]
-    labels = [row[4] for row in train]
+    # The smallest content hashes: the same set (and order) whatever the number of ranges.
+    train = _training_rows(parts, settings.classifier_max_train)
+    texts = [(row[2], row[3]) for row in train]
+    train_sources = [row[4] for row in train]
+    labels = [row[5] for row in train]
     model = train_classifier(texts, train_sources, labels, settings, seed)
     width = len(sources)
     trained_on = set(train_sources)
@@ -1062,11 +1099,14 @@ def _no_records_message(rejected: Iterable[dict], lines: int, params: Mapping[st
 
 def _meanwhile(raw: RawInput, scanner: Scanner, workers: int) -> str:
     """What this process does while the workers scan: the input's SHA-256, then (when the
-    scan is parallel, so that it costs no wall time of its own) the import of scikit-learn
-    that training the classifier needs (seconds of CPU)."""
+    scan is parallel, so that it costs no wall time of its own) the imports that the later
+    steps need: scikit-learn to train the classifier, pandas for the sample (together ~2 s
+    of CPU on 2 cores, which the start of a run would otherwise spend alone)."""
     digest = _sha256(raw)
-    if workers > 1 and scanner.inference.classifier:
-        import sklearn.linear_model  # noqa: F401
+    if workers > 1:
+        import pandas  # noqa: F401
+        if scanner.inference.classifier:
+            import sklearn.linear_model  # noqa: F401
     return digest
 
 
@@ -1137,6 +1177,8 @@ def deduplicate(index: RecordIndex, raw: RawInput | bytes,
         if not len(collided):
             break
         split = in_sorted(id_group, np.unique(id_group[np.searchsorted(id_rows, collided)]))  # their groups
+        import pandas as pd
+
         texts = pd.Series(_display_ids(raw, store, params, id_rows[split]), dtype=object)
         labels = pd.factorize(pd.Series(id_group[split]).astype(str) + "\x00" + texts)[0]
         id_group = id_group.copy()
@@ -1340,7 +1382,7 @@ def sample_priority(key: np.ndarray, seed: int) -> np.ndarray:
     """Each record's sampling priority: SplitMix64's output function (Steele, Lea & Flood,
     "Fast splittable pseudorandom number generators", OOPSLA 2014) of its content hash mixed
     with the seed; ``uint64``, uniform and independent across records and seeds."""
-    salt = int.from_bytes(hashlib.blake2b(str(int(seed)).encode(), digest_size=8).digest(), "little")
+    salt = hash64(str(int(seed)))
     z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
     z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

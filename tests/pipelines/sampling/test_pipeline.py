@@ -185,6 +185,25 @@ def test_capped_training_set_is_the_same_whatever_the_worker_count(sampling_para
     assert parallel.index.equals(serial.index)
 
 
+def test_the_same_labelled_content_with_and_without_a_source_is_indexed(sampling_params, monkeypatch):
+    """Two lines with the same conversation and reference tie on the content hash; one names a
+    source and the other none. Breaking the tie by comparing those fields crashed the scan
+    (``None < str``); the earlier line wins it, in one range or in several."""
+    objs = []
+    for i in range(40):
+        pair = {"prompt": f"What is {i} + 1?", "response": str(i + 1), "category": "math"}
+        objs += [{**pair, "source": "arith"}, pair]
+    data = jsonl(*objs)
+    params = {**sampling_params, "category_inference": {"classifier_max_train": 30}}
+    serial = scan_input(data, {**params, "scan_workers": 1})
+    monkeypatch.setattr(sampling_mod, "PARALLEL_MIN_BYTES", 1000)
+    parallel = scan_input(data, {**params, "scan_workers": 2})
+    assert serial.lines_read == len(serial.index) == 80
+    assert serial.categories["estimated_accuracy"]["labelled_records"] == 30
+    assert parallel.categories == serial.categories
+    assert parallel.index.equals(serial.index)
+
+
 def test_pipeline_on_bundled_file(sampling_params, project_root):
     data = (project_root / "data" / "01_raw" / "prompts.jsonl").read_bytes()
     out = run_pipeline(data, sampling_params)

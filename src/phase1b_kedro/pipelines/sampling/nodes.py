@@ -6,9 +6,7 @@ import heapq
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from phase1b_kedro.categories import METHODS
 from phase1b_kedro.datasets import RawInput
@@ -25,6 +23,9 @@ from phase1b_kedro.sampling import (
     stratified_sample,
     temp_dir,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
