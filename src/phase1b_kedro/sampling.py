@@ -419,28 +419,37 @@ def _lines(raw: RawInput, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
     """``(byte offset, line)`` of each line starting in ``[start, stop)``, read in blocks.
 
     A line keeps its ``\\n`` (the last line of the file may have none); only ``\\n`` ends a line.
+    Each block is read once and its lines are cut from it without copying the block: the next
+    read starts at the first line the block did not hold whole (read again, not joined), so a
+    scan allocates one block at a time (fresh multi-MB buffers cost a page fault per 4 KiB).
     """
-    pos, rest = start, []
+    pos = start
     with raw.open() as fh:
-        fh.seek(start)
         while pos < stop:
+            fh.seek(pos)
             block = fh.read(_BLOCK)
             if not block:
-                tail = b"".join(rest)
-                if tail:
-                    yield pos, tail
                 return
-            cut = block.rfind(b"\n") + 1
-            if not cut:  # a line longer than a block
-                rest.append(block)
+            whole = len(block) if pos + len(block) >= raw.size else block.rfind(b"\n") + 1
+            if not whole:  # a line longer than a block: read on to its end
+                parts = [block]
+                while more := fh.read(_BLOCK):
+                    end = more.find(b"\n") + 1
+                    parts.append(more[:end] if end else more)
+                    if end:
+                        break
+                line = b"".join(parts)
+                yield pos, line
+                pos += len(line)
                 continue
-            rest.append(block[:cut])
-            for line in io.BytesIO(b"".join(rest)):
+            for line in io.BytesIO(block):  # shares the block's buffer
                 if pos >= stop:
                     return
                 yield pos, line
                 pos += len(line)
-            rest = [block[cut:]]
+                whole -= len(line)
+                if whole <= 0:
+                    break
 
 
 @contextmanager
