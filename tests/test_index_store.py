@@ -181,3 +181,23 @@ def test_deduplication_is_the_one_pass_in_file_order(sampling_params, monkeypatc
     assert unique.frame()["line"].tolist() == kept
     monkeypatch.setattr(sampling, "_PARTITION_ROWS", 300)  # the same through hash partitions
     assert deduplicate(scan_input(data, params).records, data, params)[1] == rejected
+
+
+def test_a_tmpdir_python_passes_over_is_named_in_a_warning(tmp_path, monkeypatch, caplog):
+    """Python quietly falls back to /tmp when TMPDIR is not a writable directory; the stage says
+    so, naming both, since it may put gigabytes there."""
+    import tempfile
+
+    missing = tmp_path / "not-mounted"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() looks again
+    with caplog.at_level("WARNING", logger="phase1b_kedro.sampling"):
+        sampling._warn_if_tmpdir_unused()
+    assert f"TMPDIR={missing} is not a writable directory" in caplog.text
+    assert tempfile.gettempdir() in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with caplog.at_level("WARNING", logger="phase1b_kedro.sampling"):
+        sampling._warn_if_tmpdir_unused()
+    assert caplog.text == ""
