@@ -79,3 +79,17 @@ def test_registry_loads_only_the_requested_stage_packages(project_root):
     assert out[0] == "['sampling'] False False"
     assert out[1] == str(["__default__", "baseline", "clustering", "compare", "generation", "judging",
                           "labeling", "reporting", "sampling", "threshold", "two_models"])
+
+
+def test_the_sampling_pipeline_under_parallel_runner_stops_at_once_saying_which_runner_to_use(project_root):
+    """ParallelRunner cannot hand the on-disk index from one process to another: the run stops
+    before any node, naming the runners that work; ThreadRunner runs the stage."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    kedro = [sys.executable, "-m", "kedro", "run", "--pipeline", "sampling"]
+    refused = subprocess.run([*kedro, "--runner", "ParallelRunner"], cwd=project_root, env=env, capture_output=True,
+                             text=True)
+    assert refused.returncode != 0
+    assert "cannot run under ParallelRunner" in refused.stdout + refused.stderr
+    assert "Running node" not in refused.stdout + refused.stderr
+    subprocess.run([*kedro, "--runner", "ThreadRunner"], cwd=project_root, env=env, check=True, capture_output=True)
+    assert all(len(d) == 64 for d in _digests(project_root).values())

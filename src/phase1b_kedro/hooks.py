@@ -19,6 +19,10 @@ _HEADLINE = ("test_dataset", "model_outputs", "judge_summary", "failures", "patt
              "report_html")
 
 
+#: The sampling index node's output: a pipeline holding it cannot run under ParallelRunner.
+SAMPLING_INDEX_OUTPUT = "unique_record_index"
+
+
 class RunSummaryHooks:
     """Log how long each node took, the process's resident memory, and what was written."""
 
@@ -29,8 +33,20 @@ class RunSummaryHooks:
         self._outputs: list[str] = []
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        """Reset the per-run state."""
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
+        """Reset the per-run state; refuse a runner the pipeline cannot run under.
+
+        Raises:
+            ValueError: ``ParallelRunner`` on a pipeline with the sampling index node: it passes
+                an on-disk index (a handle to this process's temporary files) between nodes,
+                which another process cannot take over, and it runs worker processes itself.
+        """
+        if "ParallelRunner" in str(run_params.get("runner")) and any(
+                SAMPLING_INDEX_OUTPUT in node.outputs for node in pipeline.nodes):
+            raise ValueError("the sampling pipeline cannot run under ParallelRunner: its nodes pass an on-disk "
+                             "index (temporary files of the process that built it) to each other, and its index node "
+                             "already runs worker processes (sampling.scan_workers); run it with the default "
+                             "SequentialRunner or with --runner ThreadRunner")
         self._run_start = time.perf_counter()
         self._durations.clear()
         self._outputs.clear()
