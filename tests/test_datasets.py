@@ -365,3 +365,46 @@ def test_raw_input_with_cr_only_line_ends_is_named_with_the_fix(tmp_path):
         RawJSONLinesDataset(str(path)).load()
     path.write_bytes(b'{"prompt": "a", "response": "b"}\r\n{"prompt": "c", "response": "d"}\r\n')  # CRLF is fine
     assert RawJSONLinesDataset(str(path)).load().size == path.stat().st_size
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_save_and_a_live_ones_is_not(tmp_path):
+    """A run killed (SIGKILL, or SIGTERM outside the stage that converts it) while saving leaves
+    `.<name>.<hex>.tmp` beside the output. The next save of that output removes it once nobody
+    holds it locked; a live writer's (another process, mid-write) stays, and so do other
+    outputs' temp files."""
+    import signal
+    import time
+
+    target = tmp_path / "out.jsonl"
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from phase1b_kedro.datasets import JSONLinesDataset\n"
+         "def records():\n"
+         "    yield {'a': 1}\n"
+         "    time.sleep(600)\n"
+         f"JSONLinesDataset({str(target)!r}).save(records())\n"],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+    try:
+        deadline = time.monotonic() + 60
+        while not (temps := list(tmp_path.glob(".out.jsonl.*.tmp"))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(temps) == 1, "the writer never started its temp file"
+        live = temps[0]
+        other = tmp_path / ".other.jsonl.0123.tmp"
+        other.write_bytes(b"x")
+        old = time.time() - 3600
+        for path in (live, other):
+            os.utime(path, (old, old))
+        JSONLinesDataset(str(target)).save(RECORDS)
+        assert live.exists()  # locked by its live writer
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(30)
+        os.utime(live, (old, old))
+        JSONLinesDataset(str(target)).save(RECORDS)
+        assert not live.exists()
+        assert other.exists()  # another output's
+        assert target.read_bytes() == JSONL_BYTES
+    finally:
+        writer.kill()
+        writer.wait(30)

@@ -18,13 +18,20 @@ save under ``<filepath>/<version>/<name>`` (Kedro's :class:`AbstractVersionedDat
 
 from __future__ import annotations
 
+import glob
 import io
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from copy import deepcopy
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: a killed writer's temp file stays
+    fcntl = None  # type: ignore[assignment]
 
 import fsspec
 import numpy as np
@@ -183,14 +190,45 @@ def _atomic_local_write(fs: LocalFileSystem, path: str, write: Callable[[IO[byte
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temps(target)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
         with fs.open(str(tmp), **open_args) as fh:
+            if fcntl is not None:  # held while writing: see _remove_abandoned_temps
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             write(fh)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: A temp file this old that no writer holds locked was left by a killed run.
+_ABANDONED_AFTER_S = 60.0
+
+
+def _remove_abandoned_temps(target: Path) -> None:
+    """Remove the temp files of ``target`` (``.<name>.<hex>.tmp``) that a killed run left: a
+    live writer holds its temp file locked (``flock``) while it writes, so one that can be locked
+    and is over a minute old is a dead writer's. The lock, not a pid, decides, so that a writer
+    in another container sharing the directory counts as live."""
+    if fcntl is None:
+        return
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:  # gone meanwhile
+            continue
+        try:
+            if time.time() - os.fstat(fd).st_mtime < _ABANDONED_AFTER_S:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # locked: a live writer's
+            continue
+        else:
+            stale.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 class RawInput:
