@@ -209,26 +209,37 @@ _ABANDONED_AFTER_S = 60.0
 
 def _remove_abandoned_temps(target: Path) -> None:
     """Remove the temp files of ``target`` (``.<name>.<hex>.tmp``) that a killed run left: a
-    live writer holds its temp file locked (``flock``) while it writes, so one that can be locked
-    and is over a minute old is a dead writer's. The lock, not a pid, decides, so that a writer
-    in another container sharing the directory counts as live."""
+    live writer holds its temp file locked (``flock``) while it writes, so one that is
+    :func:`unlocked` and over a minute old is a dead writer's. The lock, not a pid, decides, so
+    that a writer in another container sharing the directory counts as live."""
     if fcntl is None:
         return
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         try:
-            fd = os.open(stale, os.O_RDONLY)
+            old = time.time() - stale.stat().st_mtime >= _ABANDONED_AFTER_S
         except OSError:  # gone meanwhile
             continue
-        try:
-            if time.time() - os.fstat(fd).st_mtime < _ABANDONED_AFTER_S:
-                continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # locked: a live writer's
-            continue
-        else:
+        if old and unlocked(str(stale)):
             stale.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+
+
+def unlocked(path: str) -> bool:
+    """Whether ``path`` exists and nobody holds it locked (``flock``, POSIX): the process that
+    held it while it worked is gone. ``False`` where it cannot be opened or locks are not
+    available."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # held
+        return False
+    finally:
+        os.close(fd)
 
 
 class RawInput:

@@ -83,7 +83,7 @@ from phase1b_kedro.categories import (
     train_classifier,
 )
 from phase1b_kedro.configs import load_config
-from phase1b_kedro.datasets import RawInput
+from phase1b_kedro.datasets import RawInput, unlocked
 from phase1b_kedro.index_store import (
     CHUNK,
     ColumnStore,
@@ -371,10 +371,6 @@ class _Part:
     unlisted_sources: int = 0
     #: Lines rejected (each written to the file ``spill`` + ``.rejected`` as it is found).
     rejected: int = 0
-    #: While scanning: the range's labelled records with the smallest content hashes, a heap of
-    #: ``(-key, -offset, system, prompt, source, category)`` (the offset breaks ties: the same
-    #: content in two lines). Written to ``spill`` + ``.train`` when the range is done.
-    train: list[tuple] = field(default_factory=list)
     spill: str = ""
     #: Index rows of this range written to the column files so far.
     count: int = 0
@@ -473,7 +469,11 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
     part = _Part()
     fd, part.spill = tempfile.mkstemp(dir=spill_dir, suffix=".spill")
     cfg_field, record, size = scanner.classifier.field_category, scanner.record, raw.size
-    train, sources = part.train, part.sources
+    # The range's labelled records with the smallest content hashes, a heap of
+    # (-key, -offset, system, prompt, source, category) (the offset breaks ties: the same
+    # content in two lines); written to spill + ".train" when the range is done.
+    train: list[tuple] = []
+    sources = part.sources
     max_sources = scanner.inference.max_sources
     add_line, add_offset, add_key, add_fmt = part.line.append, part.offset.append, part.key.append, part.fmt.append
     add_source, add_field, add_from, add_id = (part.source.append, part.field_cat.append,
@@ -538,7 +538,6 @@ def _scan_range(raw: RawInput, start: int, stop: int, scanner: Scanner, spill_di
     with open(f"{part.spill}.train", "wb") as fh:  # smallest key (then offset) first
         for row in sorted(train, reverse=True):
             fh.write(dump_line([-row[0], -row[1], *row[2:]]))
-    part.train = []  # not sent back through a pipe: the parent reads the file
     return part
 
 
@@ -811,17 +810,7 @@ def _abandoned(path: str, pid: int) -> bool:
     """Whether no live run owns ``path`` (its lock is free; without one, no process ``pid``)."""
     lock = os.path.join(path, _LOCK)
     if fcntl is not None and os.path.isfile(lock):
-        try:
-            fd = os.open(lock, os.O_RDWR)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:  # held: a live run's
-            return False
-        finally:
-            os.close(fd)
+        return unlocked(lock)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
